@@ -1,0 +1,1 @@
+"""sparkgrade: the trusted grading engine."""

@@ -1,0 +1,249 @@
+"""Selective scan (Mamba-1 S6) and its one-step decode update: the trusted reference.
+
+Semantics are mamba-ssm's ``selective_scan_ref`` / ``selective_state_update_ref`` (v2.3.x):
+
+    delta = softplus(delta + delta_bias)            (bias first, then softplus, threshold 20)
+    deltaA_l  = exp(delta_l * A)                     zero-order hold for A
+    deltaBu_l = delta_l * B_l * u_l                  Euler for B (not ZOH)
+    x_l = deltaA_l * x_{l-1} + deltaBu_l,  x_0 = 0
+    y_l = sum_n C_l[n] * x_l[n];  out = y + D * u;  out *= silu(z)
+
+Shapes (b batch, d dim, L length, N state size, G groups):
+    u, delta, z        (b, d, L)
+    A                  (d, N) real
+    B, C               fixed (d, N) | variable (b, N, L) | grouped (b, G, N, L); channel c uses group c // (d // G)
+    D, delta_bias      (d,)
+    out                (b, d, L) in u's dtype;   last_state (b, d, N)
+
+Dtype policy: everything is computed in fp32, or fp64 when u is fp64 (the oracle for gradcheck); last_state is in
+that compute dtype; out is cast back to u's dtype.
+
+Backends behind one API:
+    sequential  the oracle: one step per position, exactly the equations above.
+    chunked     parallel within chunks of positions (cumulative log-decay), sequential across chunks.
+    mamba_ssm   mamba-ssm's CUDA kernel, when it imports and the inputs are on a CUDA device.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Backend = Literal["auto", "sequential", "chunked", "mamba_ssm"]
+
+DEFAULT_CHUNK = 64
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """fp64 inputs are computed in fp64, everything else in fp32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+@functools.cache
+def _mamba_ssm_fn():
+    """mamba-ssm's CUDA selective scan, or None where it cannot import (always on a CPU-only machine)."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception:  # ImportError, or its compiled extension failing without CUDA
+        return None
+    return selective_scan_fn
+
+
+def mamba_ssm_available() -> bool:
+    return torch.cuda.is_available() and _mamba_ssm_fn() is not None
+
+
+def resolve_backend(backend: Backend, u: torch.Tensor) -> str:
+    """The backend that ``backend='auto'`` picks for these inputs: mamba_ssm on CUDA when importable, else chunked."""
+    if backend != "auto":
+        return backend
+    if u.is_cuda and mamba_ssm_available():
+        return "mamba_ssm"
+    return "chunked"
+
+
+def _expand_bc(M: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """Fixed (d, N) stays; variable (b, N, L) -> (b, 1, N, L); grouped (b, G, N, L) -> (b, d, N, L)."""
+    M = M.to(dtype)
+    if M.dim() == 3:
+        return M.unsqueeze(1)
+    if M.dim() == 4:
+        G = M.shape[1]
+        if dim % G:
+            raise ValueError(f"dim {dim} is not divisible by the number of B/C groups {G}")
+        return M.repeat_interleave(dim // G, dim=1)
+    return M
+
+
+def _prepare(u, delta, A, delta_bias, delta_softplus):
+    dt = compute_dtype(u)
+    u_c = u.to(dt)
+    delta_c = delta.to(dt)
+    if delta_bias is not None:
+        delta_c = delta_c + delta_bias.to(dt)[:, None]
+    if delta_softplus:
+        delta_c = F.softplus(delta_c)  # threshold 20, as mamba-ssm
+    return dt, u_c, delta_c, A.to(dt)
+
+
+def _finish(y, u_c, D, z, dtype_in):
+    out = y if D is None else y + u_c * D.to(y.dtype)[:, None]
+    if z is not None:
+        out = out * F.silu(z.to(y.dtype))
+    return out.to(dtype_in)
+
+
+def _scan_sequential(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    dtype_in = u.dtype
+    dt, u, delta, A = _prepare(u, delta, A, delta_bias, delta_softplus)
+    batch, dim, L = u.shape
+    B = _expand_bc(B, dim, dt)
+    C = _expand_bc(C, dim, dt)
+    x = u.new_zeros(batch, dim, A.shape[1])
+    ys = []
+    for l in range(L):
+        d_l = delta[:, :, l, None]  # (b, d, 1)
+        B_l = B if B.dim() == 2 else B[..., l]  # (d, N) or (b, 1|d, N)
+        C_l = C if C.dim() == 2 else C[..., l]
+        x = torch.exp(d_l * A) * x + d_l * B_l * u[:, :, l, None]
+        ys.append((x * C_l).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    return _finish(y, u, D, z, dtype_in), x
+
+
+def _time_major_bc(M: torch.Tensor, n_chunks: int, T: int, pad: int) -> torch.Tensor:
+    """(d, N) stays (broadcasts); (b, 1|d, N, L) -> (n_chunks, T, b, 1|d, N), zero-padded along L."""
+    if M.dim() == 2:
+        return M
+    M = F.pad(M, (0, pad)).permute(3, 0, 1, 2)  # (Lp, b, 1|d, N)
+    return M.reshape(n_chunks, T, *M.shape[1:])
+
+
+def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=DEFAULT_CHUNK):
+    """All chunks at once: within a chunk, x_l = exp(S_l) * (x_start + sum_{j<=l} exp(-S_j) deltaBu_j), S the
+    cumulative delta*A inside the chunk. Only the hand-off of the state between chunks is sequential.
+
+    exp(-S) must stay finite, so the chunk is cut short enough that |S| <= ``limit`` everywhere (a steep decay,
+    large delta * |A|, gives short chunks; in the limit T = 1 this is the sequential scan again).
+    """
+    dtype_in = u.dtype
+    dt, u, delta, A = _prepare(u, delta, A, delta_bias, delta_softplus)
+    batch, dim, L = u.shape
+    B = _expand_bc(B, dim, dt)
+    C = _expand_bc(C, dim, dt)
+    limit = 40.0 if dt == torch.float32 else 300.0
+    steepest = float((delta.abs().amax(dim=(0, 2)) * A.abs().amax(dim=1)).max()) if L else 0.0
+    T = max(1, min(chunk_size, L, int(limit // steepest) if steepest > 0 else chunk_size))
+    n_chunks = -(-L // T)
+    pad = n_chunks * T - L
+    # Time-major (n_chunks, T, b, d, N): cumsums run over an outer dimension with contiguous rows.
+    d_t = F.pad(delta, (0, pad)).permute(2, 0, 1).reshape(n_chunks, T, batch, dim, 1)
+    u_t = F.pad(u, (0, pad)).permute(2, 0, 1).reshape(n_chunks, T, batch, dim, 1)
+    B_t = _time_major_bc(B, n_chunks, T, pad)
+    C_t = _time_major_bc(C, n_chunks, T, pad)
+
+    S = torch.cumsum(d_t * A, dim=1)
+    decay = torch.exp(S)
+    w = torch.cumsum((d_t * u_t) * B_t * torch.exp(S.neg_()), dim=1)  # S is not needed after this
+    del S
+    # Hand the state from chunk to chunk: x_end(c) = decay_end(c) * x_start(c) + local_end(c).
+    x = u.new_zeros(batch, dim, A.shape[1])
+    starts = torch.empty_like(w[:, 0])
+    decay_end, local_end = decay[:, -1], decay[:, -1] * w[:, -1]
+    for c in range(n_chunks):
+        starts[c] = x
+        x = decay_end[c] * x + local_end[c]
+    states = w.add_(starts[:, None]).mul_(decay)
+    y = (states * C_t).sum(-1).reshape(n_chunks * T, batch, dim)[:L].permute(1, 2, 0)
+    return _finish(y, u, D, z, dtype_in), x
+
+
+def _scan_mamba_ssm(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    fn = _mamba_ssm_fn()
+    if fn is None or not u.is_cuda:
+        raise RuntimeError("backend 'mamba_ssm' needs mamba-ssm installed (pip install '.[gpu]') and CUDA inputs")
+    out, last = fn(
+        u, delta, A, B, C, D=None if D is None else D.float(), z=z,
+        delta_bias=None if delta_bias is None else delta_bias.float(),
+        delta_softplus=delta_softplus, return_last_state=True,
+    )
+    return out, last
+
+
+_BACKENDS = {"sequential": _scan_sequential, "chunked": _scan_chunked, "mamba_ssm": _scan_mamba_ssm}
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    backend: Backend = "auto",
+):
+    """Selective scan with mamba-ssm ``selective_scan_ref`` semantics (see the module docstring for shapes).
+
+    Returns out (b, d, L) in u's dtype, and last_state (b, d, N) in the compute dtype if ``return_last_state``.
+    ``backend='auto'`` picks mamba_ssm on CUDA where it imports, else chunked; ``resolve_backend`` says which.
+    """
+    if A.is_complex():
+        raise NotImplementedError("complex A is not needed by the labs and not supported by the reference")
+    if u.dim() != 3 or delta.shape != u.shape:
+        raise ValueError(f"u and delta must both be (batch, dim, L); got {tuple(u.shape)} and {tuple(delta.shape)}")
+    name = resolve_backend(backend, u)
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of auto, {', '.join(_BACKENDS)}")
+    out, last = _BACKENDS[name](u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return (out, last) if return_last_state else out
+
+
+def selective_state_update(
+    state: torch.Tensor,
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = False,
+) -> torch.Tensor:
+    """One decode step of the scan; updates ``state`` in place and returns out.
+
+    state (b, d, N); x, dt, z (b, d); A (d, N); B, C (b, N) or grouped (b, G, N); D, dt_bias (d,).
+    The step is computed in fp32 (fp64 for fp64 state), the new state is written back in state's dtype, and out
+    is returned in x's dtype. Running it L times from a zero state reproduces ``selective_scan``.
+    """
+    cd = torch.float64 if state.dtype == torch.float64 else torch.float32
+    dim = x.shape[1]
+    d = dt.to(cd)
+    if dt_bias is not None:
+        d = d + dt_bias.to(cd)
+    if dt_softplus:
+        d = F.softplus(d)
+
+    def per_channel(M):
+        M = M.to(cd)
+        if M.dim() == 3:  # grouped (b, G, N) -> (b, d, N)
+            return M.repeat_interleave(dim // M.shape[1], dim=1)
+        return M[:, None, :]  # (b, 1, N)
+
+    Bc, Cc = per_channel(B), per_channel(C)
+    dA = torch.exp(d[..., None] * A.to(cd))
+    new_state = state.to(cd) * dA + (d * x.to(cd))[..., None] * Bc
+    state.copy_(new_state.to(state.dtype))
+    out = (new_state * Cc).sum(-1)
+    if D is not None:
+        out = out + x.to(cd) * D.to(cd)
+    if z is not None:
+        out = out * F.silu(z.to(cd))
+    return out.to(x.dtype)

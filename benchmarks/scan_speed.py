@@ -7,6 +7,7 @@ the largest difference between the two outputs. Usage: python benchmarks/scan_sp
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import time
 
@@ -41,13 +42,10 @@ def main() -> None:
         A = -torch.exp(torch.rand(dim, N, generator=g) * 2.7)  # -1 .. -16 as Mamba's A_log init
         B, C = torch.randn(batch, N, L, generator=g), torch.randn(batch, N, L, generator=g)
         D, z = torch.randn(dim, generator=g), torch.randn(batch, dim, L, generator=g)
-        out = {}
-
-        def run(backend):
-            out[backend] = selective_scan(u, delta, A, B, C, D, z, None, True, backend=backend)
-
-        t_seq = best_time(lambda: run("sequential"), args.repeats)
-        t_chk = best_time(lambda: run("chunked"), args.repeats)
+        scan_args = (u, delta, A, B, C, D, z, None, True)
+        out = {b: selective_scan(*scan_args, backend=b) for b in ("sequential", "chunked")}
+        t_seq = best_time(functools.partial(selective_scan, *scan_args, backend="sequential"), args.repeats)
+        t_chk = best_time(functools.partial(selective_scan, *scan_args, backend="chunked"), args.repeats)
         diff = (out["sequential"] - out["chunked"]).abs().max().item()
         print(f"{L:>6} {t_seq:>13.4f} {t_chk:>10.4f} {t_seq / t_chk:>8.1f}x {diff:>11.2e}")
 

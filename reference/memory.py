@@ -1,0 +1,380 @@
+"""Memory maths of the labs' models: KV cache, SSM state, parameter counts and prefill FLOPs, from a model's config.
+
+A config is a Hugging Face config object (``PretrainedConfig``) or a plain dict of its fields (a ``config.json``).
+Field names are transformers' (``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``,
+``num_key_value_heads``, ``head_dim``, ``intermediate_size``, ``state_size``, ``conv_kernel``, ``expand`` ...);
+the older GPT-2 / original-Mamba spellings (``n_layer``, ``n_embd``/``d_model``, ``n_head``, ``d_state``, ``d_conv``)
+are read too.
+
+Equations (bytes; b = batch, L = tokens held, s = bytes per element):
+
+    KV cache     = 2 * attention_layers * kv_heads * head_dim * L * b * s        GQA: kv_heads <= heads
+                   MLA (DeepSeek-V2): attention_layers * (kv_lora_rank + qk_rope_head_dim) * L * b * s
+                   sliding window: L is capped at the window
+    Mamba state  = mamba_layers * d_inner * (d_state + d_conv) * b * s           constant in L
+                   d_inner = intermediate_size, or expand * hidden_size
+    prefill      >= 2 * matmul params * L  +  attention_layers * L^2 * heads * (qk_dim + v_dim)     (causal)
+
+Checks (FACTS.md): Mixtral-8x7B holds 128 KiB of KV cache per token in bf16; mamba-2.8b's decode state is 13.1 MB.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_MISSING = object()
+
+# Bytes per element of the dtypes a benchmark may name. 4-bit formats are 0.5 (their scales are left out: a floor).
+DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4,
+    "tf32": 4,
+    "bf16": 2,
+    "fp16": 2,
+    "fp8": 1,
+    "int8": 1,
+    "int4": 0.5,
+    "nf4": 0.5,
+    "fp4": 0.5,
+}
+
+_DTYPE_ALIASES = {
+    "float32": "fp32",
+    "float": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "half": "fp16",
+    "float8": "fp8",
+    "float8_e4m3fn": "fp8",
+    "float8_e5m2": "fp8",
+    "e4m3": "fp8",
+    "mxfp4": "fp4",
+    "nvfp4": "fp4",
+    "4bit": "nf4",
+    "8bit": "int8",
+    "qint8": "int8",
+    "uint4": "int4",
+}
+
+
+def normalize_dtype(name: str) -> str:
+    """Canonical dtype name ('torch.bfloat16' -> 'bf16'); ValueError listing the known names otherwise."""
+    key = name.strip().lower().removeprefix("torch.")
+    key = _DTYPE_ALIASES.get(key, key)
+    if key not in DTYPE_BYTES:
+        raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(DTYPE_BYTES)}")
+    return key
+
+
+def dtype_bytes(name: str) -> float:
+    return DTYPE_BYTES[normalize_dtype(name)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading config fields from a dict or a PretrainedConfig
+
+
+def field(config: Any, *names: str, default: Any = _MISSING) -> Any:
+    """The first of ``names`` that the config sets to a value other than None."""
+    for name in names:
+        if isinstance(config, Mapping):
+            value = config.get(name)
+        else:
+            value = getattr(config, name, None)
+        if value is not None:
+            return value
+    if default is _MISSING:
+        raise KeyError(f"config has none of the fields {', '.join(names)}")
+    return default
+
+
+def model_type(config: Any) -> str:
+    return str(field(config, "model_type", default="")).lower()
+
+
+def num_layers(config: Any) -> int:
+    return int(field(config, "num_hidden_layers", "n_layer", "num_layers", "n_layers"))
+
+
+def hidden_size(config: Any) -> int:
+    return int(field(config, "hidden_size", "d_model", "n_embd"))
+
+
+def is_pure_ssm(config: Any) -> bool:
+    """Mamba-1/2 (no attention layer at all)."""
+    if model_type(config) in {"mamba", "mamba2", "falcon_mamba"}:
+        return True
+    has_state = field(config, "state_size", "d_state", default=None) is not None
+    has_heads = field(config, "num_attention_heads", "n_head", default=None) is not None
+    return has_state and not has_heads
+
+
+def layer_kinds(config: Any) -> list[str]:
+    """'attention' or 'mamba' for each layer (pure transformers: all attention; pure SSMs: all mamba)."""
+    n = num_layers(config)
+    if is_pure_ssm(config):
+        return ["mamba"] * n
+    explicit = field(config, "layers_block_type", default=None)
+    if isinstance(explicit, list | tuple) and len(explicit) == n:
+        return ["attention" if "attn" in str(k) or "attention" in str(k) else "mamba" for k in explicit]
+    period = field(config, "attn_layer_period", default=None)
+    if period is not None:  # Jamba: attention where i % period == offset
+        offset = int(field(config, "attn_layer_offset", default=0))
+        return ["attention" if i % int(period) == offset else "mamba" for i in range(n)]
+    return ["attention"] * n
+
+
+def _heads(config: Any) -> int:
+    return int(field(config, "num_attention_heads", "n_head"))
+
+
+def _kv_heads(config: Any) -> int:
+    return int(field(config, "num_key_value_heads", "num_kv_heads", "n_head_kv", default=_heads(config)))
+
+
+def _head_dim(config: Any) -> int:
+    return int(field(config, "head_dim", default=hidden_size(config) // _heads(config)))
+
+
+def _is_mla(config: Any) -> bool:
+    return field(config, "kv_lora_rank", default=None) is not None
+
+
+def _cached_tokens(config: Any, seq_len: int) -> int:
+    """Tokens a layer keeps: all of them, or the sliding window where the model uses one."""
+    window = field(config, "sliding_window", default=None)
+    if window is not None and field(config, "use_sliding_window", default=True):
+        return min(seq_len, int(window))
+    return seq_len
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cache and state
+
+
+def kv_cache_bytes(config: Any, seq_len: int, batch_size: int = 1, dtype_bytes: float = 2) -> int:
+    """Bytes of KV cache for ``seq_len`` tokens of ``batch_size`` sequences; 0 for a pure SSM.
+
+    Only attention layers count (a Jamba-like hybrid's Mamba layers hold state instead, see mamba_state_bytes).
+    MLA models (DeepSeek-V2) count the compressed latent cache, the smallest form the model can be served with.
+    """
+    attention_layers = layer_kinds(config).count("attention")
+    if attention_layers == 0:
+        return 0
+    tokens = _cached_tokens(config, seq_len)
+    if _is_mla(config):
+        per_layer_token = int(field(config, "kv_lora_rank")) + int(field(config, "qk_rope_head_dim", default=0))
+    else:
+        per_layer_token = 2 * _kv_heads(config) * _head_dim(config)
+    return int(attention_layers * per_layer_token * tokens * batch_size * dtype_bytes)
+
+
+def kv_cache_bytes_per_token(config: Any, dtype_bytes: float = 2) -> int:
+    """KV bytes one more token adds (one sequence): Mixtral-8x7B in bf16 is 128 KiB."""
+    return kv_cache_bytes(config, 1, 1, dtype_bytes)
+
+
+def mamba_dims(config: Any) -> tuple[int, int, int]:
+    """(d_inner, d_state, d_conv) of a Mamba layer, from Mamba or Jamba field names."""
+    d_state = int(field(config, "state_size", "d_state", "mamba_d_state", default=16))
+    d_conv = int(field(config, "conv_kernel", "d_conv", "mamba_d_conv", default=4))
+    if is_pure_ssm(config):
+        d_inner = field(config, "intermediate_size", "d_inner", default=None)
+        expand = field(config, "expand", default=2)
+    else:  # hybrid: intermediate_size is the MLP's, the mixer has its own expand
+        d_inner = field(config, "mamba_d_inner", default=None)
+        expand = field(config, "mamba_expand", "expand", default=2)
+    if d_inner is None:
+        d_inner = int(expand * hidden_size(config))
+    return int(d_inner), d_state, d_conv
+
+
+def mamba_state_bytes(config: Any, batch_size: int = 1, dtype_bytes: float = 2) -> int:
+    """Bytes of decode state (SSM state + conv window) per the whole model; independent of the context length.
+
+    Mamba-1: layers * d_inner * (d_state + d_conv) * batch * bytes (mamba-2.8b in bf16: 13.1 MB).
+    Mamba-2: the SSM state is d_inner * d_state per layer and the conv window also covers the B and C channels
+    (d_inner + 2 * n_groups * d_state).
+    """
+    layers = layer_kinds(config).count("mamba")
+    if layers == 0:
+        return 0
+    d_inner, d_state, d_conv = mamba_dims(config)
+    if model_type(config) == "mamba2" or field(config, "n_groups", default=None) is not None:
+        conv_channels = d_inner + 2 * int(field(config, "n_groups", default=1)) * d_state
+        per_layer = d_inner * d_state + conv_channels * d_conv
+    else:
+        per_layer = d_inner * (d_state + d_conv)
+    return int(layers * per_layer * batch_size * dtype_bytes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parameter counts
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    """Parameters of a model: all of them, those one token uses, and the embedding tables among them."""
+
+    total: int
+    active: int
+    embedding: int  # input embedding table
+    lm_head: int  # output projection; 0 when tied to the embedding
+    tied: bool
+
+    @property
+    def read_per_token(self) -> int:
+        """Weights one decode step reads: all active ones but the input table (one row of it is read)."""
+        return self.active - (0 if self.tied else self.embedding)
+
+    @property
+    def matmul_active(self) -> int:
+        """Active weights that multiply every prompt token in prefill (logits are computed for the last one only)."""
+        return self.active - self.embedding - self.lm_head
+
+
+def _attention_params(config: Any) -> int:
+    h = hidden_size(config)
+    heads = _heads(config)
+    if _is_mla(config):  # DeepSeek-V2 multi-head latent attention
+        nope = int(field(config, "qk_nope_head_dim"))
+        rope = int(field(config, "qk_rope_head_dim"))
+        v_dim = int(field(config, "v_head_dim"))
+        kv_rank = int(field(config, "kv_lora_rank"))
+        q_rank = field(config, "q_lora_rank", default=None)
+        q = h * heads * (nope + rope) if q_rank is None else h * q_rank + q_rank + q_rank * heads * (nope + rope)
+        kv = h * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v_dim)
+        return q + kv + heads * v_dim * h
+    hd = _head_dim(config)
+    kv = _kv_heads(config)
+    weights = h * heads * hd + 2 * h * kv * hd + heads * hd * h
+    bias = field(config, "attention_bias", default=None)
+    if bias is None:  # Qwen2 family always has q/k/v biases; GPT-NeoX biases everything
+        bias = model_type(config) in {"qwen2", "qwen2_moe", "gpt_neox"}
+    if bias:
+        weights += heads * hd + 2 * kv * hd + (h if model_type(config) == "gpt_neox" else 0)
+    return weights
+
+
+def _mamba_mixer_params(config: Any) -> int:
+    h = hidden_size(config)
+    d_inner, d_state, d_conv = mamba_dims(config)
+    rank = field(config, "time_step_rank", "dt_rank", "mamba_dt_rank", default="auto")
+    dt_rank = math.ceil(h / 16) if rank == "auto" else int(rank)
+    use_bias = bool(field(config, "use_bias", "mamba_proj_bias", default=False))
+    conv_bias = bool(field(config, "use_conv_bias", "mamba_conv_bias", default=True))
+    return (
+        h * 2 * d_inner
+        + (2 * d_inner if use_bias else 0)
+        + d_inner * d_conv
+        + (d_inner if conv_bias else 0)
+        + d_inner * (dt_rank + 2 * d_state)
+        + dt_rank * d_inner
+        + d_inner
+        + d_inner * d_state
+        + d_inner
+        + d_inner * h
+        + (h if use_bias else 0)
+    )
+
+
+def _num_experts(config: Any) -> int:
+    return int(field(config, "num_local_experts", "num_experts", "n_routed_experts", default=0))
+
+
+def _is_moe_layer(config: Any, i: int) -> bool:
+    if _num_experts(config) <= 1:
+        return False
+    if i < int(field(config, "first_k_dense_replace", default=0)):
+        return False
+    if i in set(field(config, "mlp_only_layers", default=[]) or []):
+        return False
+    if model_type(config) == "jamba" or field(config, "expert_layer_period", default=None) is not None:
+        period = int(field(config, "expert_layer_period", default=1))
+        return i % period == int(field(config, "expert_layer_offset", default=0))
+    if (i + 1) % int(field(config, "decoder_sparse_step", default=1)) != 0:
+        return False
+    return i % int(field(config, "moe_layer_freq", default=1)) == 0
+
+
+def _ffn_params(config: Any, i: int) -> tuple[int, int]:
+    """(total, active) parameters of layer i's feed-forward block."""
+    h = hidden_size(config)
+    if model_type(config) == "gpt_neox":
+        ffn = int(field(config, "intermediate_size", default=4 * h))
+        n = 2 * h * ffn + ffn + h
+        return n, n
+    if not _is_moe_layer(config, i):
+        ffn = int(field(config, "intermediate_size", "ffn_dim", "n_inner", default=4 * h))
+        return 3 * h * ffn, 3 * h * ffn
+    experts = _num_experts(config)
+    top_k = int(field(config, "num_experts_per_tok", "top_k", default=2))
+    expert_ffn = int(field(config, "moe_intermediate_size", "intermediate_size"))
+    shared_ffn = int(field(config, "shared_expert_intermediate_size", default=0))
+    if not shared_ffn:
+        shared_ffn = int(field(config, "n_shared_experts", default=0) or 0) * expert_ffn
+    shared = 3 * h * shared_ffn
+    if field(config, "shared_expert_intermediate_size", default=None):  # Qwen2-MoE's sigmoid gate on the shared expert
+        shared += h
+    router = h * experts
+    expert = 3 * h * expert_ffn
+    return experts * expert + shared + router, top_k * expert + shared + router
+
+
+def estimate_params(config: Any) -> ParamCounts:
+    """Parameters from the config alone (norm weights counted, small extras such as q/k norms left out).
+
+    Matches transformers' own counts for Llama, GPT-NeoX (Pythia), Mamba, Mixtral, Qwen2-MoE, OLMoE, DeepSeek-V2
+    and Jamba configs to well under 1 % (tests/test_hardware_memory.py).
+    """
+    h = hidden_size(config)
+    vocab = int(field(config, "vocab_size"))
+    mtype = model_type(config)
+    default_tied = mtype in {"mamba", "mamba2", "falcon_mamba"} or (is_pure_ssm(config) and mtype == "")
+    tied = bool(field(config, "tie_word_embeddings", "tie_embeddings", default=default_tied))
+    norm = 2 * h if mtype == "gpt_neox" else h  # LayerNorm has a bias; RMSNorm does not
+    total = active = 0
+    for i, kind in enumerate(layer_kinds(config)):
+        if kind == "mamba":
+            mixer = _mamba_mixer_params(config)
+            if is_pure_ssm(config):  # a Mamba block is mixer + one norm, no MLP
+                total += mixer + norm
+                active += mixer + norm
+                continue
+        else:
+            mixer = _attention_params(config)
+        ffn_total, ffn_active = _ffn_params(config, i)
+        total += mixer + ffn_total + 2 * norm
+        active += mixer + ffn_active + 2 * norm
+    embedding = vocab * h
+    lm_head = 0 if tied else vocab * h
+    rest = embedding + lm_head + norm
+    return ParamCounts(total=total + rest, active=active + rest, embedding=embedding, lm_head=lm_head, tied=tied)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compute
+
+
+def attention_flops(config: Any, seq_len: int, batch_size: int = 1) -> float:
+    """FLOPs of causal self-attention scores and mixing over a prompt (QK^T and AV, half the square each)."""
+    layers = layer_kinds(config).count("attention")
+    if layers == 0:
+        return 0.0
+    heads = _heads(config)
+    if _is_mla(config):
+        qk_dim = int(field(config, "qk_nope_head_dim")) + int(field(config, "qk_rope_head_dim"))
+        v_dim = int(field(config, "v_head_dim"))
+    else:
+        qk_dim = v_dim = _head_dim(config)
+    tokens = _cached_tokens(config, seq_len)
+    # Each query attends to min(position, window) keys: seq_len * tokens minus the causal half.
+    pairs = seq_len * tokens - tokens * tokens / 2
+    return float(batch_size * layers * pairs * heads * (qk_dim + v_dim) * 2)
+
+
+def prefill_flops(config: Any, params: ParamCounts, seq_len: int, batch_size: int = 1) -> float:
+    """A floor on the FLOPs of a prefill: every active matmul weight once per prompt token, plus attention."""
+    return 2.0 * params.matmul_active * seq_len * batch_size + attention_flops(config, seq_len, batch_size)

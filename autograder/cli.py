@@ -20,6 +20,9 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
     p.add_argument("course_dir")
     p.add_argument("lab", help="lab id, e.g. lab-2.4.4-moe-router")
     p.add_argument("--student", action="append", default=None, metavar="ID", help="grade only these students")
+    p.add_argument("--force", action="store_true", help="regrade even when content and rubric are unchanged")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run student code unconfined (trusted self-tests only; every result is marked)")
 
 
 def _add_feedback(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,138 @@
+"""What a hidden check uses: typed comparisons that fail with a message a learner can act on, and the catalogue
+entry for a known misconception.
+
+Everything the student returned is untrusted data: ``expect_tensor`` checks type, shape and dtype before any
+number is compared, and comparisons never call anything on the student's values but torch's own maths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+class CheckFailed(AssertionError):
+    """The student's answer is wrong. ``details`` carries numbers for diagnosis and feedback figures."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+class StudentError(Exception):
+    """The student's function did not give an answer: it raised, timed out, or its kernel died."""
+
+    def __init__(self, function: str, status: str, message: str) -> None:
+        super().__init__(message)
+        self.function = function
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Misconception:
+    """A known mistake, as a mutated reference with the student function's signature.
+
+    When a check fails, the engine runs ``mutant`` on the inputs the check sent and, if the student's outputs
+    match it, names the mistake and explains it."""
+
+    name: str
+    function: str
+    explanation: str
+    mutant: Callable[..., Any] = field(repr=False)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def expect_tensor(value: Any, *, name: str, shape: tuple[int, ...] | None = None,
+                  dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The value must be a tensor of this shape and dtype; fails with what was found instead."""
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailed(f"{name} should be a torch.Tensor, got {type(value).__name__}")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise CheckFailed(f"{name} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+    if dtype is not None and value.dtype != dtype:
+        raise CheckFailed(f"{name} has dtype {_dtype_name(value.dtype)}, expected {_dtype_name(dtype)}")
+    return value
+
+
+def tolerance_for(dtype: torch.dtype, tolerances: dict[str, tuple[float, float]]) -> tuple[float, float]:
+    name = _dtype_name(dtype)
+    return tolerances.get(name, tolerances.get("float32", (6e-4, 2e-3)))
+
+
+def largest_error(actual: torch.Tensor, expected: torch.Tensor) -> tuple[float, tuple[int, ...]]:
+    """The largest absolute difference and where it is (an index into the tensor)."""
+    diff = (actual.double() - expected.double()).abs()
+    diff = torch.where(torch.isnan(diff), torch.full_like(diff, float("inf")), diff)
+    flat = int(torch.argmax(diff))
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape)) if diff.dim() else ()
+    return float(diff.reshape(-1)[flat]) if diff.numel() else 0.0, index
+
+
+def is_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> bool:
+    if actual.shape != expected.shape:
+        return False
+    a, e = actual.double(), expected.double()
+    return bool(torch.all((a - e).abs() <= atol + rtol * e.abs()) and not torch.isnan(a).any())
+
+
+def expect_close(actual: Any, expected: torch.Tensor, *, name: str, rtol: float, atol: float,
+                 axes: tuple[str, ...] | None = None, check_dtype: bool = True) -> torch.Tensor:
+    """The student's tensor must equal the reference within rtol/atol (elementwise, as torch.allclose).
+
+    ``axes`` names the dimensions (e.g. ("batch", "dim", "L")) so the failure says where the largest error is.
+    The error along the last axis is kept in ``details['error_profile']`` for the feedback figure."""
+    actual = expect_tensor(actual, name=name, shape=tuple(expected.shape),
+                           dtype=expected.dtype if check_dtype else None)
+    if is_close(actual, expected, rtol, atol):
+        return actual
+    err, index = largest_error(actual, expected)
+    where = ", ".join(f"{ax}={i}" for ax, i in zip(axes, index, strict=False)) if axes else str(list(index))
+    bad = (actual.double() - expected.double()).abs() > atol + rtol * expected.double().abs()
+    share = float(bad.float().mean())
+    details: dict[str, Any] = {"output": name, "max_abs_error": err, "at": list(index), "share_wrong": share}
+    if expected.dim() >= 1 and expected.shape[-1] > 1:
+        profile = (actual.double() - expected.double()).abs()
+        profile = profile.reshape(-1, expected.shape[-1]).amax(dim=0)
+        details["error_profile"] = [float(x) for x in profile[:512]]
+    raise CheckFailed(
+        f"{name} differs from the reference: largest error {err:.3g} at {where} "
+        f"({share:.0%} of the values outside rtol={rtol:g}, atol={atol:g})",
+        details,
+    )
+
+
+def expect_equal(actual: Any, expected: Any, *, name: str) -> Any:
+    """Exact equality for integers, index tensors and small structures."""
+    if isinstance(expected, torch.Tensor):
+        actual = expect_tensor(actual, name=name, shape=tuple(expected.shape))
+        if not torch.equal(actual.to(expected.dtype), expected):
+            wrong = int((actual.to(expected.dtype) != expected).sum())
+            raise CheckFailed(f"{name}: {wrong} of {expected.numel()} values differ from the reference",
+                              {"output": name, "wrong": wrong})
+        return actual
+    if isinstance(expected, bool | int | float | str) and type(actual) is not type(expected):
+        if not (isinstance(expected, float) and isinstance(actual, int) and not isinstance(actual, bool)):
+            raise CheckFailed(f"{name} should be {type(expected).__name__}, got {type(actual).__name__}")
+    if actual != expected:
+        raise CheckFailed(f"{name} is {actual!r}, expected {expected!r}")
+    return actual
+
+
+def expect_number(actual: Any, expected: float, *, name: str, rtol: float = 1e-6, atol: float = 0.0) -> float:
+    """A scalar: a Python number or a 0-d / one-element tensor."""
+    if isinstance(actual, torch.Tensor):
+        if actual.numel() != 1:
+            raise CheckFailed(f"{name} should be a scalar, got a tensor of shape {tuple(actual.shape)}")
+        actual = float(actual.reshape(()).double())
+    if isinstance(actual, bool) or not isinstance(actual, int | float):
+        raise CheckFailed(f"{name} should be a number, got {type(actual).__name__}")
+    if not abs(actual - expected) <= atol + rtol * abs(expected):
+        raise CheckFailed(f"{name} is {actual:.6g}, expected {expected:.6g}",
+                          {"output": name, "value": actual, "expected": expected})
+    return float(actual)

@@ -1,0 +1,155 @@
+"""The pytest plugin that turns a lab's hidden checks into CheckResults for one submission.
+
+Fixtures a check can ask for:
+    student     proxy: ``student.selective_scan(u, delta, ...)`` runs the student's function in the sandbox and
+                returns its (validated) value, or raises StudentError
+    rng         torch.Generator seeded from the submission's secret seed and the check's id (a regrade repeats it)
+    rubric      the lab's Rubric (tolerances, hardware)
+    tol         ``tol(dtype) -> (rtol, atol)`` from the rubric
+    submission  SubmissionContext: the submitted files the checks may read as data (e.g. benchmarks.json)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pytest
+import torch
+
+from autograder.checks.api import CheckFailed, Misconception, StudentError
+from autograder.diagnosis import RecordedCall, diagnose
+from autograder.records import CheckResult
+from autograder.rubric import Rubric
+
+
+class Caller(Protocol):
+    def call(self, function: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, *,
+             timeout_s: float | None = None, device: str | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SubmissionContext:
+    """What the checks know about the submission. ``files`` are the student's bytes: parse them as untrusted."""
+
+    student: str
+    lab: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    hardware: str = "cpu"
+    device: str = "cpu"
+
+
+class StudentProxy:
+    """Attribute access gives a function that calls into the sandbox; every call is recorded for diagnosis."""
+
+    def __init__(self, caller: Caller, device: str) -> None:
+        self._caller = caller
+        self._device = device
+        self.calls: list[RecordedCall] = []
+
+    def __getattr__(self, function: str) -> Callable[..., Any]:
+        if function.startswith("_"):
+            raise AttributeError(function)
+
+        def call(*args: Any, _timeout_s: float | None = None, **kwargs: Any) -> Any:
+            result = self._caller.call(function, args, kwargs, timeout_s=_timeout_s,
+                                       device=None if self._device == "cpu" else self._device)
+            if result.status != "ok":
+                what = {"error": f"{function} raised {result.error}",
+                        "timeout": f"{function} did not return in time",
+                        "died": f"{function} could not run: {result.error}"}.get(result.status, str(result.error))
+                raise StudentError(function, result.status, what)
+            self.calls.append(RecordedCall(function, args, kwargs, result.value))
+            return result.value
+
+        return call
+
+
+def _seed_for(seed: str, nodeid: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{nodeid}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def check_id(item: pytest.Item) -> str:
+    return item.name.removeprefix("test_")
+
+
+class CheckPlugin:
+    """Collects one CheckResult per hidden check, with diagnosis for failures."""
+
+    def __init__(self, rubric: Rubric, caller: Caller, seed: str, context: SubmissionContext,
+                 misconceptions: Sequence[Misconception]) -> None:
+        self._rubric = rubric
+        self.caller = caller
+        self.seed = seed
+        self.context = context
+        self.misconceptions = list(misconceptions)
+        self.results: dict[str, CheckResult] = {}
+        self.grader_errors: list[str] = []
+        self._proxies: dict[str, StudentProxy] = {}
+
+    def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
+        return self._rubric.tolerance(str(dtype).removeprefix("torch."))
+
+    # -- fixtures ---------------------------------------------------------------------------------------------
+    @pytest.fixture
+    def student(self, request: pytest.FixtureRequest) -> StudentProxy:
+        proxy = StudentProxy(self.caller, self.context.device)
+        self._proxies[request.node.nodeid] = proxy
+        return proxy
+
+    @pytest.fixture
+    def rng(self, request: pytest.FixtureRequest) -> torch.Generator:
+        return torch.Generator().manual_seed(_seed_for(self.seed, check_id(request.node)))
+
+    @pytest.fixture
+    def rubric(self) -> Rubric:
+        return self._rubric
+
+    @pytest.fixture
+    def tol(self) -> Callable[[torch.dtype], tuple[float, float]]:
+        return self.tolerance
+
+    @pytest.fixture
+    def submission(self) -> SubmissionContext:
+        return self.context
+
+    # -- outcomes ---------------------------------------------------------------------------------------------
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
+        outcome = yield
+        report = outcome.get_result()
+        cid = check_id(item)
+        if cid in self.results and report.when != "teardown":
+            return
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.results[cid] = self._result(item, cid, report, call)
+
+    def _result(self, item: pytest.Item, cid: str, report: pytest.TestReport, call: pytest.CallInfo) -> CheckResult:
+        spec = self._rubric.checks.get(cid)
+        function = spec.function if spec else "?"
+        max_points = spec.points if spec else 0.0
+        if report.passed:
+            return CheckResult(cid, function, max_points, max_points, "passed")
+        if report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            return CheckResult(cid, function, 0.0, max_points, "error", f"not run: {reason}")
+        exc = call.excinfo.value if call.excinfo else None
+        if isinstance(exc, StudentError):
+            return CheckResult(cid, function, 0.0, max_points, "error", _first_line(str(exc)))
+        if isinstance(exc, AssertionError):
+            details = exc.details if isinstance(exc, CheckFailed) else {}
+            proxy = self._proxies.get(item.nodeid)
+            diagnosis = diagnose(proxy.calls if proxy else [], self.misconceptions, self.tolerance, details)
+            return CheckResult(cid, function, 0.0, max_points, "failed", _first_line(str(exc)) or "wrong answer",
+                               diagnosis, {k: v for k, v in details.items() if k == "error_profile"})
+        # The check itself crashed: never the student's fault, always worth an instructor's look.
+        text = f"{type(exc).__name__}: {exc}" if exc else str(report.longrepr)[-500:]
+        self.grader_errors.append(f"{cid}: {text}")
+        return CheckResult(cid, function, 0.0, max_points, "error", f"the grader's check failed to run ({text})")
+
+
+def _first_line(text: str, limit: int = 400) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:limit]

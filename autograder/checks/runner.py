@@ -1,0 +1,57 @@
+"""Run one lab's hidden checks for one submission, in this (trusted) process."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from autograder.checks.api import Misconception
+from autograder.checks.plugin import Caller, CheckPlugin, SubmissionContext
+from autograder.records import CheckResult
+from autograder.rubric import Rubric, rubric_dir
+
+
+@cache
+def load_misconceptions(lab: str) -> tuple[Misconception, ...]:
+    """rubrics/<lab>/misconceptions.py: a module-level MISCONCEPTIONS list (trusted course code)."""
+    path = rubric_dir(lab) / "misconceptions.py"
+    if not path.is_file():
+        return ()
+    name = "sparkgrade_misconceptions_" + lab.replace(".", "_").replace("-", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(getattr(module, "MISCONCEPTIONS", ()))
+
+
+def check_files(lab: str) -> list[Path]:
+    return sorted(rubric_dir(lab).glob("test_*.py"))
+
+
+def run_checks(rubric: Rubric, caller: Caller, seed: str, context: SubmissionContext,
+               select: Sequence[str] | None = None) -> tuple[list[CheckResult], list[str]]:
+    """Every check of the rubric, in rubric order; a check the rubric lists but pytest did not run is an error."""
+    plugin = CheckPlugin(rubric, caller, seed, context, load_misconceptions(rubric.lab))
+    args = [str(p) for p in check_files(rubric.lab)]
+    args += ["-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "-o", "addopts=",
+             "--rootdir", str(rubric_dir(rubric.lab)), "-W", "ignore"]
+    if select:
+        args += ["-k", " or ".join(select)]
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        code = pytest.main(args, plugins=[plugin])
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        plugin.grader_errors.append(f"pytest exited with {code!r}: {out.getvalue()[-800:]}")
+    results = []
+    for cid, spec in rubric.checks.items():
+        if select and cid not in select:
+            continue
+        results.append(plugin.results.get(cid) or CheckResult(
+            cid, spec.function, 0.0, spec.points, "error", "the check did not run (missing from the rubric's tests)"))
+    return results, plugin.grader_errors

@@ -1,0 +1,65 @@
+"""`sparkgrade export`: the graded submissions as DESIGN.md's JSON, a flat CSV, or a Canvas gradebook CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from autograder.errors import UserError
+from autograder.records import GradeRecord
+from autograder.store import CourseStore
+
+
+def to_json(records: Iterable[GradeRecord]) -> str:
+    return json.dumps([r.to_export() for r in records], indent=2)
+
+
+def to_csv(records: Iterable[GradeRecord]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["student", "assignment", "status", "score", "max_score", "check", "function", "points",
+                     "max_points", "check_status", "message", "diagnosis", "flags"])
+    for r in records:
+        flags = "; ".join(f"{f.kind}: {f.message}" for f in r.flags)
+        for c in r.checks or ():
+            writer.writerow([r.student, r.assignment, r.status, r.score, r.max_score, c.id, c.function, c.points,
+                             c.max_points, c.status, c.message, c.diagnosis, flags])
+    return out.getvalue()
+
+
+def to_canvas(records: Iterable[GradeRecord]) -> str:
+    """Canvas's gradebook import: Student, ID, SIS User ID, Section, then one column per assignment."""
+    records = list(records)
+    labs = sorted({r.assignment for r in records})
+    rows: dict[str, dict[str, float]] = {}
+    for r in records:
+        rows.setdefault(r.student, {})[r.assignment] = r.score
+    maxima = {r.assignment: r.max_score for r in records}
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["Student", "ID", "SIS User ID", "Section", *labs])
+    writer.writerow(["Points Possible", "", "", "", *(maxima[lab] for lab in labs)])
+    for student in sorted(rows):
+        writer.writerow([student, "", student, "", *(rows[student].get(lab, "") for lab in labs)])
+    return out.getvalue()
+
+
+FORMATS = {"json": to_json, "csv": to_csv, "canvas": to_canvas}
+
+
+def cmd_export(args) -> int:
+    course = Path(args.course_dir)
+    if not course.is_dir():
+        raise UserError(f"no course folder at {course}")
+    records = list(CourseStore(course).records(args.assignment))
+    text = FORMATS[args.format](records)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {len(records)} record(s) to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0

@@ -1,0 +1,203 @@
+"""Grade submissions: the ordered steps for one submission, and the `sparkgrade grade` command around them.
+
+    read (untrusted bytes -> notebook, or "invalid")
+    -> repair locked cells from the source, flag tampering
+    -> run the notebook in its own sandbox (kernel inside; the executed notebook comes back)
+    -> hidden checks in this process, calling the student's functions in that sandbox
+    -> score from the rubric -> store (atomic) -> next submission
+
+A submission that fails at any step gets a record saying why; the batch always goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from autograder.checks.plugin import SubmissionContext
+from autograder.checks.runner import run_checks
+from autograder.errors import UserError
+from autograder.integrity import InvalidNotebook, read_submission, repair_locked_cells
+from autograder.paths import assignments_root, check_lab
+from autograder.records import CheckResult, Flag, GradeRecord
+from autograder.rubric import Rubric, load_rubric
+from autograder.sandbox import Sandbox, check_sandbox_available
+from autograder.store import CourseStore
+
+# Files a check may read from the submission folder, as untrusted data, with a size cap each.
+DATA_FILES = {"benchmarks.json": 2 * 1024 * 1024}
+
+
+@dataclass(frozen=True)
+class Submission:
+    student: str
+    lab: str
+    notebook: bytes
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        h = hashlib.sha256(self.notebook)
+        for name in sorted(self.files):
+            h.update(name.encode() + b"\0" + self.files[name])
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class LabContext:
+    """What grading one lab needs, resolved once per batch."""
+
+    lab: str
+    rubric: Rubric
+    source: nbformat.NotebookNode
+    models_dir: Path | None
+    hardware: str
+    no_sandbox: bool = False
+    gpu: int | None = None
+
+
+def lab_source_dir(course_dir: Path | None, lab: str) -> Path:
+    """The course's own copy of the lab when it has one (an instructor may have edited it), else the product's."""
+    if course_dir is not None and (course_dir / "source" / lab / f"{lab}.ipynb").is_file():
+        return course_dir / "source" / lab
+    return assignments_root() / "source" / lab
+
+
+def load_lab(course_dir: Path | None, lab: str, *, no_sandbox: bool = False, hardware: str | None = None,
+             models_dir: Path | None = None) -> LabContext:
+    check_lab(lab)
+    rubric = load_rubric(lab)
+    src_dir = lab_source_dir(course_dir, lab)
+    source = nbformat.read(src_dir / f"{lab}.ipynb", as_version=4)
+    if models_dir is None and (src_dir / "models").is_dir():
+        models_dir = src_dir / "models"
+    return LabContext(lab, rubric, source, models_dir, hardware or rubric.hardware, no_sandbox)
+
+
+def _zero(rubric: Rubric, message: str) -> tuple[CheckResult, ...]:
+    return tuple(CheckResult(cid, spec.function, 0.0, spec.points, "error", message)
+                 for cid, spec in rubric.checks.items())
+
+
+def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[GradeRecord, bytes | None]:
+    """Grade one submission. Never raises for anything the submission does; returns the record and the
+    executed notebook (untrusted bytes, for feedback) when there is one."""
+    t0 = time.perf_counter()
+    rubric = ctx.rubric
+    base = dict(student=sub.student, assignment=sub.lab, max_score=rubric.max_score, content_hash=sub.content_hash,
+                seed=seed, rubric_version=rubric.version, sandboxed=not ctx.no_sandbox, machine=platform.node())
+    flags: list[Flag] = [] if not ctx.no_sandbox else [Flag("unsandboxed", "graded with --no-sandbox: trusted "
+                                                             "self-test only, student code ran unconfined")]
+    try:
+        nb = read_submission(sub.notebook)
+    except InvalidNotebook as exc:
+        return GradeRecord(status="invalid", score=0.0, checks=_zero(rubric, str(exc)), flags=tuple(flags),
+                           reason=str(exc), timings={"total_s": time.perf_counter() - t0}, **base), None
+    repair = repair_locked_cells(nb, ctx.source)
+    flags += repair.flags
+    context = SubmissionContext(sub.student, sub.lab, dict(sub.files), ctx.hardware,
+                                "cuda" if ctx.gpu is not None else "cpu")
+    with Sandbox(nbformat.writes(repair.notebook).encode(), notebook_name=f"{sub.lab}.ipynb",
+                 models_dir=ctx.models_dir, limits=rubric.sandbox_limits, gpu=ctx.gpu,
+                 no_sandbox=ctx.no_sandbox) as sandbox:
+        run = sandbox.run()
+        executed = run.notebook
+        t_checks = time.perf_counter()
+        checks, grader_errors = run_checks(rubric, sandbox, seed, context)
+        checks_s = time.perf_counter() - t_checks
+    status = "graded"
+    reason = ""
+    if run.reason is not None:
+        flags.append(Flag(run.reason, run.detail))
+        reason = run.detail
+        if run.reason == "timeout" and not run.alive:
+            status = "timeout"
+        elif not run.alive:
+            status = "error"
+    for err in grader_errors:
+        flags.append(Flag("grader-error", err[:500]))
+    score = round(sum(c.points for c in checks), 6)
+    timings = {"sandbox_start_s": run.start_s, "notebook_s": run.run_s, "checks_s": checks_s,
+               "total_s": time.perf_counter() - t0}
+    return GradeRecord(status=status, score=score, checks=tuple(checks), flags=tuple(flags), reason=reason,
+                       timings=timings, **base), executed
+
+
+def find_submissions(course_dir: Path, lab: str, students: list[str] | None) -> list[tuple[str, Path]]:
+    """COURSE_DIR/submitted/<student>/<lab>/<lab>.ipynb, as nbgrader collects them."""
+    root = course_dir / "submitted"
+    found = sorted((p.parent.parent.name, p) for p in root.glob(f"*/{lab}/{lab}.ipynb")) if root.is_dir() else []
+    if students:
+        missing = sorted(set(students) - {s for s, _ in found})
+        if missing:
+            raise UserError(f"no submission of {lab} for: {', '.join(missing)} (looked in {root})")
+        found = [(s, p) for s, p in found if s in students]
+    return found
+
+
+def read_submission_folder(student: str, lab: str, notebook_path: Path) -> Submission:
+    files = {}
+    for name, cap in DATA_FILES.items():
+        path = notebook_path.parent / name
+        if path.is_file() and path.stat().st_size <= cap:
+            files[name] = path.read_bytes()
+    return Submission(student, lab, notebook_path.read_bytes(), files)
+
+
+def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, *, no_sandbox: bool = False,
+                 force: bool = False, hardware: str | None = None, progress: bool = True) -> list[GradeRecord]:
+    """Grade every (or the named) submission of one lab; already-graded identical content is skipped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not (course_dir / "nbgrader_config.py").is_file() and not (course_dir / "submitted").is_dir():
+        raise UserError(f"{course_dir} is not a course folder (no nbgrader_config.py, no submitted/): "
+                        "create one with `sparkgrade init`")
+    if not no_sandbox:
+        check_sandbox_available()
+    ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox, hardware=hardware)
+    store = CourseStore(course_dir)
+    subs = find_submissions(course_dir, lab, students)
+    records: list[GradeRecord] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task(f"grading {lab}", total=len(subs))
+        for student, path in subs:
+            bar.update(task, description=f"grading {lab}: {student}")
+            sub = read_submission_folder(student, lab, path)
+            old = store.load(lab, student)
+            if (not force and old is not None and old.content_hash == sub.content_hash
+                    and old.rubric_version == ctx.rubric.version and old.sandboxed == (not no_sandbox)):
+                records.append(old)
+                bar.advance(task)
+                continue
+            seed = store.seed_for(student, lab, sub.content_hash)
+            record, executed = grade_submission(sub, ctx, seed)
+            store.save(record, executed)
+            records.append(record)
+            bar.advance(task)
+    return records
+
+
+def cmd_grade(args) -> int:
+    course = Path(args.course_dir)
+    records = grade_course(course, args.lab, args.student, no_sandbox=getattr(args, "no_sandbox", False),
+                           force=getattr(args, "force", False))
+    if not records:
+        print(f"no submissions of {args.lab} in {course / 'submitted'}")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{args.lab}: {len(records)} submission(s)")
+    for col in ("student", "status", "score", "flags"):
+        table.add_column(col)
+    for r in records:
+        kinds = ", ".join(sorted({f.kind for f in r.flags}))
+        table.add_row(r.student, r.status, f"{r.score:g} / {r.max_score:g}", kinds)
+    Console().print(table)
+    return 0

@@ -1,0 +1,31 @@
+"""Where the product's own data lives: the lab sources and the rubrics (trusted, never shown to students)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from autograder.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def rubrics_root() -> Path:
+    return Path(os.environ.get("SPARKGRADE_RUBRICS", PROJECT_ROOT / "rubrics"))
+
+
+def assignments_root() -> Path:
+    return Path(os.environ.get("SPARKGRADE_ASSIGNMENTS", PROJECT_ROOT / "assignments"))
+
+
+def lab_ids() -> list[str]:
+    """Every lab that has both a source notebook and a rubric: a lab is data, found on disk."""
+    src = assignments_root() / "source"
+    return sorted(p.name for p in rubrics_root().iterdir() if (p / "rubric.yaml").is_file() and (src / p.name).is_dir())
+
+
+def check_lab(lab: str) -> str:
+    known = lab_ids()
+    if lab not in known:
+        raise UserError(f"unknown lab {lab!r}; the labs are: {', '.join(known)}")
+    return lab

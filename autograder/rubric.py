@@ -1,0 +1,78 @@
+"""A lab's rubric: points per hidden check, tolerances, sandbox limits and the rubric's version, as data.
+
+rubrics/<lab>/rubric.yaml is trusted input written by the course team; pydantic still validates it so a typo in
+a rubric fails with a one-line message rather than a wrong grade.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autograder.errors import UserError
+from autograder.paths import rubrics_root
+from autograder.sandbox import Limits
+
+# FACTS.md: the tolerances mamba-ssm's own tests use against its reference (rtol, atol).
+DEFAULT_TOLERANCES = {
+    "float64": (1e-7, 1e-9),
+    "float32": (6e-4, 2e-3),
+    "float16": (3e-3, 5e-3),
+    "bfloat16": (3e-2, 5e-2),
+}
+
+
+class CheckSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    function: str  # the student function the check exercises ("benchmarks" for recorded numbers)
+    points: float = Field(ge=0)
+    title: str = ""  # one learner-facing line: what the check is about
+
+
+class Rubric(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lab: str
+    version: str
+    limits: dict[str, float] = Field(default_factory=dict)  # overrides of autograder.sandbox.Limits fields
+    gpu: bool = False  # whether the checks want the GPU on a GPU box
+    hardware: str = "cpu"  # default hardware profile for benchmark plausibility
+    tolerances: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    checks: dict[str, CheckSpec]
+
+    @property
+    def max_score(self) -> float:
+        return float(sum(c.points for c in self.checks.values()))
+
+    @cached_property
+    def sandbox_limits(self) -> Limits:
+        ints = {"memory_bytes", "max_processes", "file_bytes", "cell_output_bytes", "call_output_bytes",
+                "call_text_bytes", "tmp_bytes", "threads"}
+        try:
+            return Limits(**{k: int(v) if k in ints else float(v) for k, v in self.limits.items()})
+        except TypeError as exc:
+            raise UserError(f"rubric {self.lab}: unknown limit in 'limits' ({exc})") from None
+
+    def tolerance(self, dtype: str) -> tuple[float, float]:
+        return tuple(self.tolerances.get(dtype, DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["float32"])))
+
+
+def rubric_dir(lab: str) -> Path:
+    return rubrics_root() / lab
+
+
+def load_rubric(lab: str) -> Rubric:
+    path = rubric_dir(lab) / "rubric.yaml"
+    if not path.is_file():
+        raise UserError(f"no rubric for {lab!r} at {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+        rubric = Rubric.model_validate(data)
+    except (yaml.YAMLError, ValidationError) as exc:
+        first = str(exc).splitlines()
+        raise UserError(f"rubric {path} is invalid: {' '.join(first[:3])}") from None
+    if rubric.lab != lab:
+        raise UserError(f"rubric {path} says lab {rubric.lab!r}, expected {lab!r}")
+    return rubric

@@ -30,7 +30,7 @@ class RecordedCall:
 def close_structures(a: Any, b: Any, tolerance: Callable[[torch.dtype], tuple[float, float]]) -> bool:
     """Same structure and every tensor/number close (tensor tolerance by the reference's dtype)."""
     if isinstance(b, torch.Tensor):
-        if not isinstance(a, torch.Tensor) or a.shape != b.shape:
+        if not isinstance(a, torch.Tensor) or a.shape != b.shape or a.dtype != b.dtype:
             return False
         rtol, atol = tolerance(b.dtype)
         return is_close(a, b, rtol, atol)

@@ -77,8 +77,8 @@ def largest_error(actual: torch.Tensor, expected: torch.Tensor) -> tuple[float, 
 def is_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> bool:
     if actual.shape != expected.shape:
         return False
-    a, e = actual.double(), expected.double()
-    return bool(torch.all((a - e).abs() <= atol + rtol * e.abs()) and not torch.isnan(a).any())
+    # torch.isclose: equal infinities are close, NaN never is.
+    return bool(torch.isclose(actual.double(), expected.double(), rtol=rtol, atol=atol).all())
 
 
 def expect_close(actual: Any, expected: torch.Tensor, *, name: str, rtol: float, atol: float,

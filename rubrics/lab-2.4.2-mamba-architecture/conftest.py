@@ -8,7 +8,7 @@ import torch
 
 @pytest.fixture
 def scan_inputs(rng):
-    def make(batch=2, dim=8, L=33, N=4, bc="variable", groups=2, dtype=torch.float32):
+    def make(batch=2, dim=8, L=33, N=4, bc="variable", groups=2, dtype=torch.float32, a_max=2.0):
         def r(*shape):
             return torch.randn(*shape, generator=rng).to(dtype)
 
@@ -16,12 +16,12 @@ def scan_inputs(rng):
         return {
             "u": r(batch, dim, L),
             "delta": (0.5 * torch.rand(batch, dim, L, generator=rng)).to(dtype),
-            "A": -torch.exp(torch.rand(dim, N, generator=rng) * 2),  # fp32 as in Mamba (A = -exp(A_log))
+            "A": -torch.exp(torch.rand(dim, N, generator=rng) * a_max),  # fp32 as in Mamba (A = -exp(A_log))
             "B": r(*bc_shape) if bc != "fixed" else torch.randn(*bc_shape, generator=rng),
             "C": r(*bc_shape) if bc != "fixed" else torch.randn(*bc_shape, generator=rng),
             "D": torch.randn(dim, generator=rng),
             "z": r(batch, dim, L),
-            "delta_bias": torch.randn(dim, generator=rng) - 1.0,
+            "delta_bias": 0.5 * torch.randn(dim, generator=rng) - 0.5,
         }
 
     return make

@@ -1,0 +1,160 @@
+"""Arguments in, return values out: safetensors for tensors, JSON for everything else. Never pickle.
+
+The outputs are written by student code, so decoding treats them as hostile: files are opened without following
+links and only when they are regular files of bounded size, tensors are parsed by ``safetensors.torch.load``
+(which cannot run code), and the JSON structure is checked kind by kind before anything is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from autograder.sandbox.records import Model
+
+MAX_DEPTH = 8
+MAX_ITEMS = 100_000
+_MODEL_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+class OutputError(ValueError):
+    """The sandbox returned something that is not a well-formed, bounded output."""
+
+
+def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], device: str | None) -> tuple[bytes, bytes]:
+    """Returns (in.json bytes, in.safetensors bytes) for one call."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def enc(v: Any, depth: int) -> dict[str, Any]:
+        if depth > MAX_DEPTH:
+            raise TypeError("call arguments are nested too deeply")
+        if isinstance(v, torch.Tensor):
+            key = f"a{len(tensors)}"
+            tensors[key] = v.detach().to("cpu").contiguous().clone()
+            return {"t": "tensor", "key": key}
+        if isinstance(v, Model):
+            if not v.name or set(v.name) - _MODEL_NAME_CHARS or v.name.startswith("."):
+                raise ValueError(f"bad model name {v.name!r}")
+            if v.dtype is not None and not isinstance(getattr(torch, v.dtype, None), torch.dtype):
+                raise ValueError(f"bad dtype {v.dtype!r}")
+            return {"t": "model", "name": v.name, "dtype": v.dtype}
+        if v is None:
+            return {"t": "none"}
+        if isinstance(v, bool):
+            return {"t": "bool", "v": v}
+        if isinstance(v, int):
+            return {"t": "int", "v": int(v)}
+        if isinstance(v, float):
+            return {"t": "float", "v": float(v)}
+        if isinstance(v, str):
+            return {"t": "str", "v": v}
+        if isinstance(v, list | tuple):
+            return {"t": "tuple" if isinstance(v, tuple) else "list", "items": [enc(x, depth + 1) for x in v]}
+        if isinstance(v, dict) and all(isinstance(k, str) for k in v):
+            return {"t": "dict", "items": {k: enc(x, depth + 1) for k, x in v.items()}}
+        raise TypeError(f"cannot send an argument of type {type(v).__name__} into the sandbox")
+
+    spec = {
+        "args": [enc(a, 0) for a in args],
+        "kwargs": {str(k): enc(a, 0) for k, a in kwargs.items()},
+        "device": device,
+    }
+    return json.dumps(spec).encode(), (save_safetensors(tensors) if tensors else b"")
+
+
+def read_bounded(dir_fd: int, name: str, limit: int) -> bytes | None:
+    """Read a regular file below ``dir_fd`` without following links; None if it is absent.
+
+    Security: student code owns the folder, so a symlink or FIFO planted under an expected name must neither make
+    the grader read a host file nor block it.
+    """
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(f"{name} cannot be opened safely ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OutputError(f"{name} is not a regular file")
+        if info.st_size > limit:
+            raise OutputError(f"{name} is {info.st_size} bytes, over the {limit}-byte limit")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, 1 << 20):
+            total += len(chunk)
+            if total > limit:  # the file grew after fstat
+                raise OutputError(f"{name} is over the {limit}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def open_dir(name: str, dir_fd: int | None = None) -> int:
+    """Open a directory without following a link at its last component (see `read_bounded`)."""
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def decode_outputs(spec_bytes: bytes, tensor_bytes: bytes | None) -> tuple[Any, float]:
+    """Turn out.json (+ out.safetensors) into (value, wall_s), checking every node's kind and type."""
+    try:
+        spec = json.loads(spec_bytes)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OutputError(f"out.json is not valid JSON ({exc})") from None
+    if not isinstance(spec, dict) or "result" not in spec:
+        raise OutputError("out.json has no result")
+    tensors: dict[str, torch.Tensor] = {}
+    if tensor_bytes:
+        try:
+            tensors = load_safetensors(tensor_bytes)
+        except Exception as exc:
+            raise OutputError(f"out.safetensors is not a valid safetensors file ({type(exc).__name__})") from None
+    count = 0
+    used: set[str] = set()
+
+    def dec(node: Any, depth: int) -> Any:
+        nonlocal count
+        count += 1
+        if depth > MAX_DEPTH or count > MAX_ITEMS:
+            raise OutputError("the return value is too deeply nested or too large")
+        if not isinstance(node, dict) or not isinstance(node.get("t"), str):
+            raise OutputError("malformed output node")
+        kind = node["t"]
+        value = node.get("v")
+        if kind == "tensor":
+            key = node.get("key")
+            if not isinstance(key, str) or key not in tensors or key in used:
+                raise OutputError("an output names a tensor that is not in out.safetensors")
+            used.add(key)
+            return tensors[key]
+        if kind == "none":
+            return None
+        if kind == "bool" and type(value) is bool:
+            return value
+        if kind == "int" and type(value) is int:
+            return value
+        if kind == "float" and type(value) in (int, float):
+            return float(value)
+        if kind == "str" and type(value) is str:
+            return value
+        items = node.get("items")
+        if kind in ("list", "tuple") and type(items) is list:
+            seq = [dec(x, depth + 1) for x in items]
+            return tuple(seq) if kind == "tuple" else seq
+        if kind == "dict" and type(items) is dict:
+            return {str(k): dec(x, depth + 1) for k, x in items.items()}
+        raise OutputError(f"output kind {kind!r} is not allowed")
+
+    value = dec(spec["result"], 0)
+    wall = spec.get("wall_s")
+    wall_s = float(wall) if type(wall) in (int, float) and math.isfinite(wall) and wall >= 0 else 0.0
+    return value, wall_s

@@ -1,0 +1,35 @@
+"""What one submission may use. The defaults fit a lab notebook that loads a small model on one GPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KIB = 1 << 10
+MIB = 1 << 20
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one sandbox (one submission)."""
+
+    notebook_s: float = 300.0  # wall time for running every cell of the notebook
+    call_s: float = 60.0  # wall time for one function call, unless the call names its own
+    memory_bytes: int = 4 * GIB  # everything the sandbox holds, tmpfs included
+    max_processes: int = 64  # tasks (processes and threads) in the sandbox's cgroup
+    file_bytes: int = 256 * MIB  # largest file the student may write (RLIMIT_FSIZE)
+    cell_output_bytes: int = 64 * KIB  # outputs kept per cell of the executed notebook
+    call_output_bytes: int = 64 * MIB  # largest out.safetensors / out.json a call may return
+    call_text_bytes: int = 16 * KIB  # stdout / stderr kept per call
+    tmp_bytes: int = 512 * MIB  # size of the private /tmp tmpfs
+    threads: int = 2  # OMP / MKL threads inside
+    startup_s: float = 60.0  # kernel start allowance on top of notebook_s
+    interrupt_grace_s: float = 5.0  # how long a timed-out call may take to honour an interrupt
+
+    def __post_init__(self) -> None:
+        for name in ("notebook_s", "call_s", "startup_s", "interrupt_grace_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Limits.{name} must be positive")
+        for name in ("memory_bytes", "max_processes", "file_bytes", "cell_output_bytes", "call_output_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Limits.{name} must be positive")

@@ -1,0 +1,497 @@
+"""One submission in one sandbox: run its notebook, then serve function calls into its kernel.
+
+    with Sandbox(notebook_bytes, models_dir=lab / "models") as sb:
+        result = sb.run()                      # SandboxResult: status, reason, executed notebook
+        out = sb.call("scale", (x, 2.0))       # CallResult: value is a checked tensor / number / ...
+
+Everything that comes back is treated as hostile data (see codec.py). A breach of a limit kills every process
+of the sandbox and is recorded as the reason; the caller goes on with the next submission.
+Start and use a Sandbox from one long-lived thread: --die-with-parent ties bwrap to the thread that spawned it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from autograder.sandbox import bwrap as bw
+from autograder.sandbox.cgroup import Cgroup
+from autograder.sandbox.codec import OutputError, decode_outputs, encode_call, open_dir, read_bounded
+from autograder.sandbox.limits import Limits
+from autograder.sandbox.records import Call, CallResult, Reason, SandboxResult
+
+RUNNER = Path(__file__).with_name("inner.py")
+CALLS_DIR = ".sparkgrade-calls"
+MAX_LINE = 8 << 20  # longest protocol line we parse
+MAX_JUNK = 1 << 20  # bytes of foreign writes on the protocol pipe before we call it an output flood
+EXECUTED_NAME = "executed.ipynb"
+
+
+class _Died(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class Sandbox:
+    """A sandbox for one submission; see the module docstring."""
+
+    def __init__(
+        self,
+        notebook: bytes | Path,
+        *,
+        notebook_name: str = "submission.ipynb",
+        files: Mapping[str, bytes | Path] | None = None,
+        models_dir: Path | None = None,
+        limits: Limits | None = None,
+        gpu: int | None = None,
+        no_sandbox: bool = False,
+    ) -> None:
+        if "/" in notebook_name or notebook_name.startswith("."):
+            raise ValueError(f"bad notebook name {notebook_name!r}")
+        self.limits = limits or Limits()
+        self.gpu = gpu
+        self.no_sandbox = no_sandbox
+        self._notebook = notebook.read_bytes() if isinstance(notebook, Path) else bytes(notebook)
+        self._notebook_name = notebook_name
+        self._files = dict(files or {})
+        self._models_dir = models_dir.resolve() if models_dir is not None else None
+        self._token = secrets.token_hex(16)
+        self._root: Path | None = None
+        self._work_fd: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cgroup: Cgroup | None = None
+        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._stderr_tail: deque[bytes] = deque(maxlen=64)
+        self._junk = 0
+        self._dead: _Died | None = None
+        self._alive = False
+        self._next_id = 0
+        self.result: SandboxResult | None = None
+        self.timings: dict[str, float] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def work_dir(self) -> Path:
+        if self._root is None:
+            raise RuntimeError("the sandbox has not started")
+        return self._root / "work"
+
+    def _prepare(self) -> None:
+        self._root = Path(tempfile.mkdtemp(prefix="sparkgrade-"))
+        work = self._root / "work"
+        etc = self._root / "etc"
+        work.mkdir(mode=0o755)
+        etc.mkdir()
+        (work / self._notebook_name).write_bytes(self._notebook)
+        for name, content in self._files.items():
+            target = (work / name).resolve()
+            if work.resolve() not in target.parents:
+                raise ValueError(f"lab file {name!r} would land outside the work folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content.read_bytes() if isinstance(content, Path) else content)
+        (work / CALLS_DIR).mkdir()
+        uid = bw.SANDBOX_UID
+        (etc / "passwd").write_text(f"student:x:{uid}:{uid}:student:/tmp/home:/usr/sbin/nologin\n")
+        (etc / "group").write_text(f"student:x:{uid}:\n")
+        (etc / "hosts").write_text("127.0.0.1 localhost sandbox\n::1 localhost\n")
+        self._work_fd = open_dir(str(work))
+
+    def _spawn(self) -> None:
+        assert self._root is not None
+        work = self._root / "work"
+        threads = self.limits.threads
+        python_bin = str(Path(sys.executable).parent)
+        env = bw.sandbox_env(threads, python_bin)
+        if self._models_dir is not None:
+            env["SPARKGRADE_MODELS"] = bw.INSIDE_MODELS  # the labs read their models from here
+        if self.no_sandbox:
+            # Trusted self-tests only: same runner, plain subprocess, still no grader environment.
+            env = {**env, "HOME": str(self._root / "home"), "JUPYTER_RUNTIME_DIR": str(self._root / "runtime"),
+                   "IPYTHONDIR": str(self._root / "ipython"), "MPLCONFIGDIR": str(self._root / "mpl"),
+                   "TMPDIR": str(self._root), "HF_HOME": str(self._root / "hf")}
+            if self._models_dir is not None:
+                env["SPARKGRADE_MODELS"] = str(self._models_dir)
+            argv = [sys.executable, "-I", str(RUNNER)]
+            cwd: str | None = str(work)
+        else:
+            bwrap = bw.check_sandbox_available()
+            mounts = bw.Mounts(
+                work_dir=work,
+                etc_dir=self._root / "etc",
+                runner=RUNNER,
+                python_dirs=bw.python_dirs(),
+                models_dir=self._models_dir,
+            )
+            argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=self.gpu, bwrap=bwrap)
+            self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes)
+            if self._cgroup is not None:
+                # The launcher joins the cgroup and then becomes bwrap, so every sandbox process starts inside it.
+                files = self._cgroup.procs_files()
+                script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done; '
+                script += 'exec "$@"'
+                argv = ["/bin/sh", "-c", script, "sh", str(len(files)), *files, *argv]
+            env = {"PATH": "/usr/bin:/bin"}
+            cwd = None
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._send(self._config())
+
+    def _config(self) -> dict[str, Any]:
+        lim = self.limits
+        inside = not self.no_sandbox
+        rlimits = {"RLIMIT_FSIZE": lim.file_bytes, "RLIMIT_CORE": 0}
+        if self._cgroup is None:
+            rlimits["RLIMIT_NPROC"] = lim.max_processes
+            if self.gpu is None:  # RLIMIT_AS breaks CUDA, whose driver reserves huge virtual ranges
+                rlimits["RLIMIT_AS"] = lim.memory_bytes
+        if not inside:
+            rlimits = {"RLIMIT_CORE": 0}
+        work = bw.INSIDE_WORK if inside else str(self.work_dir)
+        models = bw.INSIDE_MODELS if inside else str(self._models_dir or "")
+        return {
+            "token": self._token,
+            "work_dir": work,
+            "notebook": self._notebook_name,
+            "executed_name": EXECUTED_NAME,
+            "notebook_timeout_s": lim.notebook_s,
+            "startup_timeout_s": lim.startup_s,
+            "cell_output_bytes": lim.cell_output_bytes,
+            "call_text_bytes": lim.call_text_bytes,
+            "interrupt_grace_s": lim.interrupt_grace_s,
+            "models_dir": models,
+            "rlimits": rlimits,
+            "limits_by_cgroup": self._cgroup is not None or not inside,
+        }
+
+    # -- the protocol channel -------------------------------------------------------------------------------------
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def _read_stdout(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        stream = self._proc.stdout
+        while True:
+            line = stream.readline(MAX_LINE)
+            if not line:
+                break
+            msg: Any = None
+            if line.endswith(b"\n"):
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    msg = None
+            # Student code can write into the pipe via /proc/1/fd/1: without our token a line is junk.
+            if isinstance(msg, dict) and msg.get("token") == self._token:
+                self._lines.put(msg)
+            else:
+                self._junk += len(line)
+        self._lines.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        while chunk := self._proc.stderr.read1(4096):
+            self._stderr_tail.append(chunk)
+
+    def stderr_tail(self) -> str:
+        return b"".join(self._stderr_tail).decode(errors="replace")[-4096:]
+
+    def _wait_for(self, kind: str, deadline: float, msg_id: int | None = None) -> dict[str, Any]:
+        """The next message of ``kind``; raises _Died on a breach, a deadline or the runner's exit."""
+        if self._dead is not None:
+            raise self._dead
+        while True:
+            breach = self._cgroup.breach() if self._cgroup is not None else None
+            if breach is not None:
+                self._kill(breach, f"the sandbox hit its {breach} limit")
+            if self._junk > MAX_JUNK:
+                self._kill("output", "the sandbox flooded the grader's protocol channel")
+            if time.monotonic() > deadline:
+                self._kill("timeout", f"no '{kind}' from the sandbox in time")
+            try:
+                msg = self._lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if msg is None:
+                self._lines.put(None)  # stay at end-of-stream for later waits
+                reason = self._cgroup.breach() if self._cgroup is not None else None
+                self._kill(reason or "crashed", "the sandbox exited" + (f" ({reason} limit)" if reason else ""))
+            if msg.get("type") == kind and (msg_id is None or msg.get("id") == msg_id):
+                return msg
+
+    def _kill(self, reason: Reason, detail: str) -> None:
+        self._terminate()
+        self._alive = False
+        self._dead = _Died(reason, detail)
+        raise self._dead
+
+    def _terminate(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.kill()
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, 9)  # bwrap's pid-namespace init dies, taking every sandbox process along
+            except ProcessLookupError:
+                pass
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    # -- running the notebook --------------------------------------------------------------------------------
+
+    def run(self) -> SandboxResult:
+        """Start the sandbox and run every cell; returns how it went (also kept as ``self.result``)."""
+        if self.result is not None:
+            return self.result
+        spawn = time.monotonic()
+        self._prepare()
+        self._spawn()
+        lim = self.limits
+        start_s = run_s = 0.0
+        cells = 0
+        reason: Reason | None = None
+        detail = ""
+        try:
+            self._wait_for("hello", spawn + lim.startup_s)
+            self.timings["runner_up_s"] = time.monotonic() - spawn
+            ready = self._wait_for("kernel_ready", spawn + lim.startup_s)
+            start_s = time.monotonic() - spawn
+            self.timings["kernel_start_s"] = _num(ready.get("kernel_start_s"))
+            t_run = time.monotonic()
+            done = self._wait_for("executed", t_run + lim.notebook_s + lim.interrupt_grace_s + 10)
+            run_s = time.monotonic() - t_run
+            cells = int(_num(done.get("cells_executed")))
+            reported = done.get("reason")
+            reason = reported if reported in ("timeout", "memory", "processes", "output", "crashed") else None
+            detail = str(done.get("detail") or "")[:2000]
+            self._alive = bool(done.get("alive")) and reason not in ("memory", "processes", "crashed")
+            breach = self._cgroup.breach() if self._cgroup is not None else None
+            if breach is not None:
+                self._kill(breach, f"the sandbox hit its {breach} limit")
+            if not self._alive and reason is None:
+                reason, detail = "crashed", detail or "the kernel is no longer alive"
+        except _Died as died:
+            reason, detail = died.reason, died.detail
+            if start_s == 0.0:
+                start_s = time.monotonic() - spawn
+            else:
+                run_s = time.monotonic() - spawn - start_s
+        notebook = self._read_executed()
+        if notebook is None and reason is None:
+            reason, detail = "output", "the executed notebook is missing or over the size limit"
+        self.result = SandboxResult(
+            status="ok" if reason is None else "failed",
+            reason=reason,
+            detail=detail,
+            notebook=notebook,
+            start_s=start_s,
+            run_s=run_s,
+            alive=self._alive,
+            sandboxed=not self.no_sandbox,
+            cells_executed=cells,
+            notebook_path=self.work_dir / EXECUTED_NAME,
+        )
+        return self.result
+
+    def _read_executed(self) -> bytes | None:
+        assert self._work_fd is not None
+        limit = len(self._notebook) + 4 * (1 << 20) + self.limits.cell_output_bytes * 256
+        try:
+            return read_bounded(self._work_fd, EXECUTED_NAME, min(limit, self.limits.file_bytes))
+        except OutputError:
+            return None
+
+    # -- calls ---------------------------------------------------------------------------------------------------
+
+    def call(
+        self,
+        function: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+        device: str | None = None,
+    ) -> CallResult:
+        """Call the student's ``function(*args, **kwargs)`` inside the kernel."""
+        return self.call_many([Call(function, tuple(args), dict(kwargs or {}), timeout_s, device)])[0]
+
+    def call_many(self, calls: Sequence[Call]) -> list[CallResult]:
+        """Several calls in one round trip, run in order; a call that kills the kernel fails the rest."""
+        if self.result is None:
+            self.run()
+        sandboxed = not self.no_sandbox
+        if not self._alive or self._dead is not None:
+            why = self._dead.detail if self._dead is not None else (self.result.detail if self.result else "")
+            return [CallResult("died", error=f"the sandbox is not running: {why}", sandboxed=sandboxed) for _ in calls]
+        assert self._work_fd is not None
+        requests = []
+        prepared: list[tuple[str, CallResult | None]] = []
+        total_timeout = 0.0
+        for call in calls:
+            call_id = secrets.token_hex(12)
+            try:
+                spec, tensors = encode_call(call.args, call.kwargs, call.device)
+            except (TypeError, ValueError) as exc:
+                prepared.append((call_id, CallResult("error", error=f"bad call: {exc}", sandboxed=sandboxed)))
+                continue
+            self._write_inputs(call_id, spec, tensors)
+            timeout = float(call.timeout_s or self.limits.call_s)
+            total_timeout += timeout + self.limits.interrupt_grace_s
+            inside = bw.INSIDE_WORK if sandboxed else str(self.work_dir)
+            requests.append(
+                {"function": call.function, "dir": f"{inside}/{CALLS_DIR}/{call_id}", "timeout_s": timeout}
+            )
+            prepared.append((call_id, None))
+        replies: list[Any] = []
+        if requests:
+            self._next_id += 1
+            msg_id = self._next_id
+            self._send({"op": "calls", "id": msg_id, "calls": requests})
+            try:
+                answer = self._wait_for("calls", time.monotonic() + total_timeout + 10, msg_id)
+                replies = answer.get("results") if isinstance(answer.get("results"), list) else []
+                if not answer.get("alive", False):
+                    self._alive = False
+            except _Died as died:
+                replies = []
+                failed = "timeout" if died.reason == "timeout" else "died"
+                detail = f"the sandbox was stopped: {died.detail}"
+                replies = [{"status": failed, "error": detail}] * len(requests)
+        results: list[CallResult] = []
+        it = iter(replies)
+        for call_id, early in prepared:
+            if early is not None:
+                results.append(early)
+                continue
+            reply = next(it, {"status": "died", "error": "no reply from the sandbox"})
+            results.append(self._collect(call_id, reply if isinstance(reply, dict) else {}))
+        return results
+
+    def _write_inputs(self, call_id: str, spec: bytes, tensors: bytes) -> None:
+        assert self._work_fd is not None
+        calls_fd = open_dir(CALLS_DIR, self._work_fd)
+        try:
+            os.mkdir(call_id, mode=0o755, dir_fd=calls_fd)
+            call_fd = open_dir(call_id, calls_fd)
+            try:
+                for name, data in (("in.json", spec), ("in.safetensors", tensors)):
+                    if name == "in.safetensors" and not data:
+                        continue
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                    fd = os.open(name, flags, 0o644, dir_fd=call_fd)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+            finally:
+                os.close(call_fd)
+        finally:
+            os.close(calls_fd)
+
+    def _collect(self, call_id: str, reply: dict[str, Any]) -> CallResult:
+        sandboxed = not self.no_sandbox
+        status = reply.get("status")
+        status = status if status in ("ok", "error", "timeout", "died") else "died"
+        text = self.limits.call_text_bytes
+        common = {
+            "error": _text(reply.get("error"), 2000) or None,
+            "round_trip_s": _num(reply.get("round_trip_s")),
+            "stdout": _text(reply.get("stdout"), text),
+            "stderr": _text(reply.get("stderr"), text),
+            "sandboxed": sandboxed,
+        }
+        if status != "ok":
+            return CallResult(status, **common)
+        assert self._work_fd is not None
+        limit = self.limits.call_output_bytes
+        try:
+            calls_fd = open_dir(CALLS_DIR, self._work_fd)
+            try:
+                call_fd = open_dir(call_id, calls_fd)
+            finally:
+                os.close(calls_fd)
+            try:
+                spec = read_bounded(call_fd, "out.json", limit)
+                tensors = read_bounded(call_fd, "out.safetensors", limit)
+            finally:
+                os.close(call_fd)
+            if spec is None:
+                raise OutputError("the call wrote no out.json")
+            value, wall_s = decode_outputs(spec, tensors)
+        except (OutputError, OSError) as exc:
+            common["error"] = f"rejected output: {exc}"
+            return CallResult("error", **common)
+        return CallResult("ok", value=value, wall_s=wall_s, **common)
+
+    # -- teardown ------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the runner (politely, then by force), remove the cgroup and the work folder."""
+        if self._proc is not None:
+            if self._proc.poll() is None and self._dead is None:
+                self._send({"op": "close"})
+                try:
+                    self._proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            self._terminate()
+            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
+            self._proc = None
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
+        if self._work_fd is not None:
+            os.close(self._work_fd)
+            self._work_fd = None
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+        self._alive = False
+
+
+def _num(value: Any) -> float:
+    return float(value) if type(value) in (int, float) else 0.0
+
+
+def _text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""

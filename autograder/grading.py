@@ -22,6 +22,7 @@ import nbformat
 from autograder.checks.plugin import SubmissionContext
 from autograder.checks.runner import run_checks
 from autograder.errors import UserError
+from autograder.gradebook import sync_record
 from autograder.integrity import InvalidNotebook, read_submission, repair_locked_cells
 from autograder.paths import assignments_root, check_lab
 from autograder.records import CheckResult, Flag, GradeRecord
@@ -178,6 +179,8 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
             seed = store.seed_for(student, lab, sub.content_hash)
             record, executed = grade_submission(sub, ctx, seed)
             store.save(record, executed)
+            if (course_dir / "gradebook.db").exists():
+                sync_record(course_dir, record)
             records.append(record)
             bar.advance(task)
     return records

@@ -76,11 +76,36 @@ def written(grade_id: str, prompt: str, *, points: float, model_answer: str = "Y
     return [question, answer]
 
 
+RUBRICS = Path(__file__).resolve().parents[1] / "rubrics"
+
+
+def rubric_function_points(lab: str) -> dict[str, float]:
+    """Points per student function, summed over the lab's hidden checks (rubrics/<lab>/rubric.yaml)."""
+    import yaml
+
+    path = RUBRICS / lab / "rubric.yaml"
+    if not path.is_file():
+        return {}
+    totals: dict[str, float] = {}
+    for spec in yaml.safe_load(path.read_text())["checks"].values():
+        totals[spec["function"]] = totals.get(spec["function"], 0) + spec["points"]
+    return totals
+
+
 def write(path: str | Path, cells: list, *, title: str) -> Path:
-    """Write a notebook with a python3 kernelspec; cells may be nested lists (written() returns two)."""
+    """Write a notebook with a python3 kernelspec; cells may be nested lists (written() returns two).
+
+    A visible-test cell ``test_<function>`` carries the points of its function's hidden checks, read from the
+    lab's rubric: the rubric is the one place points are set, and formgrader shows the same numbers."""
     flat: list = []
     for c in cells:
         flat.extend(c if isinstance(c, list) else [c])
+    totals = rubric_function_points(Path(path).stem)
+    for cell in flat:
+        meta = cell.metadata.get("nbgrader", {})
+        fn = meta.get("grade_id", "").removeprefix("test_")
+        if meta.get("grade") and not meta.get("solution") and fn in totals:
+            meta["points"] = totals[fn]
     nb = new_notebook(cells=flat)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.errors import UserError
-from autograder.paths import assignments_root
+from autograder.paths import assignments_root, ensure_python_bin_on_path
 from autograder.store import CourseStore
 
 MODEL_REF = re.compile(r'MODELS_DIR\s*/\s*"([\w.-]+)"')
@@ -57,13 +57,15 @@ def _link_tree(src: Path, dst: Path) -> None:
 def build_model_cache(course_dir: Path) -> Path:
     from reference.tiny import build_models
 
-    cache = course_dir / ".sparkgrade" / "models"
+    # SPARKGRADE_MODEL_CACHE lets several courses (tests, demos) share one build.
+    cache = Path(os.environ.get("SPARKGRADE_MODEL_CACHE", course_dir / ".sparkgrade" / "models"))
     build_models(cache)
     return cache
 
 
 def generate_release(course_dir: Path, lab: str) -> Path:
     """nbgrader's own generate_assignment (solutions stripped, checksums recorded, gradebook updated)."""
+    ensure_python_bin_on_path()
     cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", lab, "--force", "--log-level=WARN"]
     proc = subprocess.run(cmd, cwd=course_dir, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from autograder.paths import ensure_python_bin_on_path
 from autograder.records import GradeRecord
 
 
 def gradebook_url(course_dir: Path) -> str:
+    ensure_python_bin_on_path()
     return f"sqlite:///{(Path(course_dir) / 'gradebook.db').resolve()}"
 
 
@@ -55,3 +57,22 @@ def sync_record(course_dir: Path, record: GradeRecord) -> None:
             grade.auto_score = round(share * cell_max, 6)
             grade.needs_manual_grade = False
         gb.db.commit()
+
+
+def seconds_late(course_dir: Path, lab: str, student: str) -> float:
+    """How late nbgrader considers this submission (its due date vs the collected timestamp.txt); 0 if on time."""
+    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.utils import parse_utc
+
+    stamp_file = Path(course_dir) / "submitted" / student / lab / "timestamp.txt"
+    if not stamp_file.is_file() or not (Path(course_dir) / "gradebook.db").exists():
+        return 0.0
+    with Gradebook(gradebook_url(course_dir)) as gb:
+        try:
+            due = gb.find_assignment(lab).duedate
+        except MissingEntry:
+            return 0.0
+    if due is None:
+        return 0.0
+    late = (parse_utc(stamp_file.read_text().strip()) - due).total_seconds()
+    return max(late, 0.0)

@@ -11,6 +11,7 @@ A submission that fails at any step gets a record saying why; the batch always g
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 import time
@@ -22,7 +23,7 @@ import nbformat
 from autograder.checks.plugin import SubmissionContext
 from autograder.checks.runner import run_checks
 from autograder.errors import UserError
-from autograder.gradebook import sync_record
+from autograder.gradebook import seconds_late, sync_record
 from autograder.integrity import InvalidNotebook, read_submission, repair_locked_cells
 from autograder.paths import assignments_root, check_lab
 from autograder.records import CheckResult, Flag, GradeRecord
@@ -151,7 +152,8 @@ def read_submission_folder(student: str, lab: str, notebook_path: Path) -> Submi
 
 
 def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, *, no_sandbox: bool = False,
-                 force: bool = False, hardware: str | None = None, progress: bool = True) -> list[GradeRecord]:
+                 force: bool = False, hardware: str | None = None, progress: bool = True,
+                 db_url: str | None = None) -> list[GradeRecord]:
     """Grade every (or the named) submission of one lab; already-graded identical content is skipped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -161,7 +163,7 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
     if not no_sandbox:
         check_sandbox_available()
     ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox, hardware=hardware)
-    store = CourseStore(course_dir)
+    store = CourseStore(course_dir, db_url)
     subs = find_submissions(course_dir, lab, students)
     records: list[GradeRecord] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -178,18 +180,23 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
                 continue
             seed = store.seed_for(student, lab, sub.content_hash)
             record, executed = grade_submission(sub, ctx, seed)
+            late = seconds_late(course_dir, lab, student)
+            if late > 0:
+                record = dataclasses.replace(record, flags=(*record.flags, Flag(
+                    "late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy applies)")))
             store.save(record, executed)
             if (course_dir / "gradebook.db").exists():
                 sync_record(course_dir, record)
             records.append(record)
             bar.advance(task)
+    store.close()
     return records
 
 
 def cmd_grade(args) -> int:
     course = Path(args.course_dir)
     records = grade_course(course, args.lab, args.student, no_sandbox=getattr(args, "no_sandbox", False),
-                           force=getattr(args, "force", False))
+                           force=getattr(args, "force", False), db_url=getattr(args, "db", None))
     if not records:
         print(f"no submissions of {args.lab} in {course / 'submitted'}")
         return 0

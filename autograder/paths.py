@@ -29,3 +29,12 @@ def check_lab(lab: str) -> str:
     if lab not in known:
         raise UserError(f"unknown lab {lab!r}; the labs are: {', '.join(known)}")
     return lab
+
+
+def ensure_python_bin_on_path() -> None:
+    """nbgrader runs its gradebook migrations with the `alembic` command: it must be found beside our Python."""
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")

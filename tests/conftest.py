@@ -8,3 +8,19 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_models_cache(tmp_path_factory):
+    """The tiny offline models, built once per test session and shared by every course a test creates."""
+    from reference.tiny import build_models
+
+    cache = tmp_path_factory.mktemp("tiny-models")
+    build_models(cache)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPARKGRADE_MODEL_CACHE", str(cache))
+    yield cache
+    mp.undo()

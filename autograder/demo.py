@@ -1,0 +1,113 @@
+"""`sparkgrade demo [DIR]`: the whole product on the embedded defaults (SQLite, local sandboxes, tiny offline models,
+CPU). It builds a course, plays a class of sample students for every lab that has a demo class
+(assignments/demo/<lab>.yaml: correct, partly wrong, one cheating, one late), grades them, renders the feedback
+pages and the class report, and says where to open them.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import nbformat
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from autograder.course import init_course
+from autograder.grading import grade_course
+from autograder.gradebook import gradebook_url
+from autograder.paths import assignments_root
+
+console = Console()
+
+
+def demo_classes() -> dict[str, dict]:
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted((assignments_root() / "demo").glob("*.yaml"))}
+
+
+def _solution_cells(notebook: Path) -> dict[str, str]:
+    nb = nbformat.read(notebook, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"}
+
+
+def write_submission(course: Path, lab: str, student: str, spec: dict, when: datetime) -> Path:
+    """What nbgrader's collect leaves: submitted/<student>/<lab>/<lab>.ipynb and timestamp.txt."""
+    answers = _solution_cells(course / "source" / lab / f"{lab}.ipynb")
+    cells = {name: answers[name] for name in spec.get("source", [])}
+    for name, edits in (spec.get("replace") or {}).items():
+        for old, new in edits:
+            if old not in cells[name]:
+                raise ValueError(f"demo class {lab}/{student}: the text to replace in {name} is not in the answer")
+            cells[name] = cells[name].replace(old, new)
+    cells.update(spec.get("code") or {})
+    nb = nbformat.read(course / "release" / lab / f"{lab}.ipynb", as_version=4)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in cells:
+            cell.source = cells[gid]
+    folder = course / "submitted" / student / lab
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / f"{lab}.ipynb")
+    (folder / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
+    return folder
+
+
+def set_due_date(course: Path, lab: str, due: datetime) -> None:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(gradebook_url(course)) as gb:
+        gb.update_or_create_assignment(lab, duedate=due.replace(tzinfo=None))
+
+
+def run_demo(course: Path) -> None:
+    t0 = time.perf_counter()
+    classes = demo_classes()
+    console.rule("[bold]sparkgrade demo")
+    console.print(f"1/4 building the course at {course} (labs {', '.join(classes)}; tiny models are built once)")
+    init_course(course, list(classes))
+    now = datetime.now(UTC)
+    due = now - timedelta(hours=1)
+    console.print("2/4 a class hands in: " + "; ".join(
+        f"{s} ({spec['about']})" for s, spec in next(iter(classes.values()))["students"].items()))
+    for lab, klass in classes.items():
+        set_due_date(course, lab, due)
+        for student, spec in klass["students"].items():
+            when = now if spec.get("late") else due - timedelta(hours=2)
+            write_submission(course, lab, student, spec, when)
+    console.print("3/4 grading: every notebook runs in its own sandbox; hidden checks run outside it")
+    results = {lab: grade_course(course, lab) for lab in classes}
+    console.print("4/4 feedback pages and class reports")
+    pages = _render(course, list(classes))
+    table = Table(title="grades (sparkgrade export shows the same)")
+    for col in ("lab", "student", "status", "score", "flags", "first diagnosis"):
+        table.add_column(col, overflow="fold")
+    for lab, records in results.items():
+        for r in records:
+            diagnosis = next((c.diagnosis for c in r.checks if c.diagnosis), "")
+            table.add_row(lab, r.student, r.status, f"{r.score:g}/{r.max_score:g}",
+                          ", ".join(sorted({f.kind for f in r.flags})), diagnosis[:90])
+    console.print(table)
+    console.print(f"open: {pages or 'feedback rendering is not available'}")
+    console.print(f"export: sparkgrade export {course} --format json | csv | canvas")
+    console.print(f"done in {time.perf_counter() - t0:.0f} s")
+
+
+def _render(course: Path, labs: list[str]) -> str:
+    try:
+        from autograder.feedback import render_feedback, render_report
+    except ImportError:
+        return ""
+    shown = []
+    for lab in labs:
+        render_feedback(course, lab)
+        shown.append(str(render_report(course, lab)))
+    shown.append(str(course / "feedback"))
+    return "\n      ".join(shown)
+
+
+def cmd_demo(args) -> int:
+    run_demo(Path(args.dir).resolve())
+    return 0

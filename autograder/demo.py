@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from autograder.course import init_course
-from autograder.grading import grade_course
 from autograder.gradebook import gradebook_url
+from autograder.grading import grade_course
 from autograder.paths import assignments_root
 
 console = Console()

@@ -152,45 +152,57 @@ def read_submission_folder(student: str, lab: str, notebook_path: Path) -> Submi
 
 
 def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, *, no_sandbox: bool = False,
-                 force: bool = False, hardware: str | None = None, progress: bool = True,
-                 db_url: str | None = None) -> list[GradeRecord]:
-    """Grade every (or the named) submission of one lab; already-graded identical content is skipped."""
+                 force: bool = False, hardware: str | None = None, progress: bool = True, db_url: str | None = None,
+                 workers: int | None = None, scheduler: str | None = None) -> list[GradeRecord]:
+    """Grade every (or the named) submission of one lab; already-graded identical content is skipped, so running
+    the same command again after a crash grades exactly what is missing.
+
+    Tasks run on ``workers`` local processes (default: from cores and GPUs) or on the Dask cluster at
+    ``scheduler``; results are stored here, one at a time, as they arrive."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from autograder.batch import GradeTask, default_workers, run_dask, run_local
 
     if not (course_dir / "nbgrader_config.py").is_file() and not (course_dir / "submitted").is_dir():
         raise UserError(f"{course_dir} is not a course folder (no nbgrader_config.py, no submitted/): "
                         "create one with `sparkgrade init`")
-    if not no_sandbox:
+    if not no_sandbox and scheduler is None:
         check_sandbox_available()
     ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox, hardware=hardware)
-    store = CourseStore(course_dir, db_url)
+    store = CourseStore(course_dir, db_url) if db_url else CourseStore(course_dir)
     subs = find_submissions(course_dir, lab, students)
-    records: list[GradeRecord] = []
+    records: dict[str, GradeRecord] = {}
+    tasks: list[GradeTask] = []
+    for student, path in subs:
+        sub = read_submission_folder(student, lab, path)
+        old = store.load(lab, student)
+        if (not force and old is not None and old.content_hash == sub.content_hash
+                and old.rubric_version == ctx.rubric.version and old.sandboxed == (not no_sandbox)):
+            records[student] = old
+            continue
+        tasks.append(GradeTask(sub, store.seed_for(student, lab, sub.content_hash), str(course_dir.resolve()),
+                               no_sandbox, hardware, ctx.rubric.gpu))
+    if scheduler:
+        results = run_dask(tasks, scheduler)
+    else:
+        n = workers or default_workers(ctx.rubric.gpu, ctx.rubric.sandbox_limits.threads)
+        results = run_local(tasks, n)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task(f"grading {lab}", total=len(subs))
-        for student, path in subs:
-            bar.update(task, description=f"grading {lab}: {student}")
-            sub = read_submission_folder(student, lab, path)
-            old = store.load(lab, student)
-            if (not force and old is not None and old.content_hash == sub.content_hash
-                    and old.rubric_version == ctx.rubric.version and old.sandboxed == (not no_sandbox)):
-                records.append(old)
-                bar.advance(task)
-                continue
-            seed = store.seed_for(student, lab, sub.content_hash)
-            record, executed = grade_submission(sub, ctx, seed)
+        task_id = bar.add_task(f"grading {lab}", total=len(subs), completed=len(records))
+        for result in results:
+            record, student = result.record, result.record.student
             late = seconds_late(course_dir, lab, student)
             if late > 0:
                 record = dataclasses.replace(record, flags=(*record.flags, Flag(
                     "late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy applies)")))
-            store.save(record, executed)
+            store.save(record, result.executed)
             if (course_dir / "gradebook.db").exists():
                 sync_record(course_dir, record)
-            records.append(record)
-            bar.advance(task)
-    store.close()
-    return records
+            records[student] = record
+            score = f"{record.score:g}/{record.max_score:g}"
+            bar.update(task_id, advance=1, description=f"grading {lab}: {student} {score}")
+    return [records[s] for s, _ in subs if s in records]
 
 
 def cmd_grade(args) -> int:

@@ -1,0 +1,135 @@
+"""Run many grading tasks: in this process, on local worker processes, or on a Dask distributed cluster.
+
+A task is self-contained: it carries the submission's bytes, its seed and the lab id, and returns the GradeRecord
+and the executed notebook. Workers are stateless; everything that is stored (results, nbgrader's gradebook) is
+written by the process that runs the batch, one task at a time as results arrive, so a killed batch loses at most
+the submissions that were still running, and running the command again grades exactly those.
+
+GPU-aware: a lab whose rubric says ``gpu: true`` is graded on the GPUs (one task per GPU at a time, the sandbox
+binds only that GPU's device nodes); other labs run on CPU workers. On Dask, GPU tasks ask for the resource
+``GPU=1`` (start those workers with ``--resources GPU=1``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from autograder.grading import LabContext, Submission, grade_submission, load_lab
+from autograder.records import GradeRecord
+
+
+@dataclass(frozen=True)
+class GradeTask:
+    submission: Submission
+    seed: str
+    course_dir: str | None  # where the course's own copy of the lab lives, when the worker can see it
+    no_sandbox: bool = False
+    hardware: str | None = None
+    needs_gpu: bool = False
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: GradeTask
+    record: GradeRecord
+    executed: bytes | None
+
+
+def _models_fallback() -> Path:
+    """A worker on another machine builds the (deterministic) tiny models itself, once."""
+    from reference.tiny import build_models
+
+    cache = Path(os.environ.get("SPARKGRADE_MODEL_CACHE", Path.home() / ".cache" / "sparkgrade" / "models"))
+    build_models(cache)
+    return cache
+
+
+@functools.cache
+def _context(lab: str, course_dir: str | None, no_sandbox: bool, hardware: str | None, gpu: int | None) -> LabContext:
+    course = Path(course_dir) if course_dir and Path(course_dir).is_dir() else None
+    ctx = load_lab(course, lab, no_sandbox=no_sandbox, hardware=hardware)
+    if ctx.models_dir is None or not ctx.models_dir.is_dir():
+        ctx = LabContext(**{**ctx.__dict__, "models_dir": _models_fallback()})
+    if gpu is not None:
+        ctx = LabContext(**{**ctx.__dict__, "gpu": gpu})
+    return ctx
+
+
+def run_task(task: GradeTask, gpu: int | None = None) -> TaskResult:
+    """The unit of work, local or remote: grade one submission from its bytes."""
+    if gpu is None and task.needs_gpu:
+        gpu = int(os.environ.get("SPARKGRADE_GPU", "0"))
+    ctx = _context(task.submission.lab, task.course_dir, task.no_sandbox, task.hardware, gpu)
+    record, executed = grade_submission(task.submission, ctx, task.seed)
+    return TaskResult(task, record, executed)
+
+
+_worker_gpu: int | None = None
+
+
+def _init_worker(gpus: list[int] | None, counter) -> None:
+    """Each GPU worker process owns one GPU for its whole life."""
+    global _worker_gpu
+    if gpus:
+        with counter.get_lock():
+            _worker_gpu = gpus[counter.value % len(gpus)]
+            counter.value += 1
+
+
+def _run_in_worker(task: GradeTask) -> TaskResult:
+    return run_task(task, _worker_gpu)
+
+
+def default_workers(needs_gpu: bool, threads_per_sandbox: int) -> int:
+    if needs_gpu:
+        return max(1, gpu_count())
+    return max(1, (os.cpu_count() or 1) // max(1, threads_per_sandbox))
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
+    """In this process for one worker (no start-up cost), else a pool of spawned worker processes."""
+    if not tasks:
+        return
+    gpus = list(range(gpu_count())) if any(t.needs_gpu for t in tasks) else []
+    if gpus:
+        workers = min(workers, len(gpus))
+    if workers <= 1:
+        for task in tasks:
+            yield run_task(task, gpus[0] if gpus else None)
+        return
+    ctx = get_context("spawn")  # a clean interpreter per worker: no inherited threads, locks or CUDA state
+    counter = ctx.Value("i", 0)
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(gpus or None, counter)) as pool:
+        pending: set[Future] = {pool.submit(_run_in_worker, t) for t in tasks}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+
+
+def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]:
+    """The same tasks on a Dask distributed cluster; results arrive as they complete."""
+    from distributed import Client, as_completed
+
+    with Client(scheduler) as client:
+        futures = [client.submit(run_task, t, resources={"GPU": 1} if t.needs_gpu else None, pure=False,
+                                 key=f"grade-{t.submission.lab}-{t.submission.student}-{t.seed[:8]}")
+                   for t in tasks]
+        for fut in as_completed(futures):
+            yield fut.result()

@@ -23,9 +23,21 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="regrade even when content and rubric are unchanged")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run student code unconfined (trusted self-tests only; every result is marked)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local worker processes (default: from cores and GPUs)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the tasks on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--db", metavar="URL", default=None,
+                   help="grade database URL (default: SQLite in COURSE_DIR/.sparkgrade/grades.db), "
+                        "e.g. postgresql+psycopg://user@host/course")
 
 
 def _add_feedback(p: argparse.ArgumentParser) -> None:
+    p.add_argument("course_dir")
+    p.add_argument("lab")
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("course_dir")
     p.add_argument("lab")
 
@@ -35,6 +47,9 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--assignment", metavar="LAB")
     p.add_argument("--format", choices=["json", "csv", "canvas"], default="json")
     p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("--db", metavar="URL", default=None,
+                   help="grade database URL (default: SQLite in COURSE_DIR/.sparkgrade/grades.db), "
+                        "e.g. postgresql+psycopg://user@host/course")
 
 
 def _add_check_benchmarks(p: argparse.ArgumentParser) -> None:
@@ -51,6 +66,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
     "init": ("create an nbgrader course with the six labs", _add_init, "autograder.course:cmd_init"),
     "grade": ("grade the submissions of one lab", _add_grade, "autograder.grading:cmd_grade"),
     "feedback": ("render one feedback page per graded submission", _add_feedback, "autograder.feedback:cmd_feedback"),
+    "report": ("render the class report of one lab for instructors", _add_report, "autograder.feedback:cmd_report"),
     "export": ("export grades as json, csv or a Canvas gradebook", _add_export, "autograder.export:cmd_export"),
     "check-benchmarks": (
         "check a benchmarks.json for physically impossible or suspicious numbers",

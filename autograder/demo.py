@@ -90,21 +90,27 @@ def run_demo(course: Path) -> None:
             table.add_row(lab, r.student, r.status, f"{r.score:g}/{r.max_score:g}",
                           ", ".join(sorted({f.kind for f in r.flags})), diagnosis[:90])
     console.print(table)
-    console.print(f"open: {pages or 'feedback rendering is not available'}")
+    console.print(f"open: {pages}")
     console.print(f"export: sparkgrade export {course} --format json | csv | canvas")
     console.print(f"done in {time.perf_counter() - t0:.0f} s")
 
 
 def _render(course: Path, labs: list[str]) -> str:
-    try:
-        from autograder.feedback import render_feedback, render_report
-    except ImportError:
-        return ""
+    import argparse
+    import contextlib
+    import io
+
+    from autograder.feedback import cmd_feedback, cmd_report
+    from autograder.feedback.report import report_path
+
     shown = []
     for lab in labs:
-        render_feedback(course, lab)
-        shown.append(str(render_report(course, lab)))
-    shown.append(str(course / "feedback"))
+        args = argparse.Namespace(course_dir=str(course), lab=lab)
+        with contextlib.redirect_stdout(io.StringIO()):
+            cmd_feedback(args)
+            cmd_report(args)
+        shown.append(f"report  {report_path(course, lab)}")
+    shown.append(f"pages   {course / 'feedback'}/<student>/<lab>/<lab>.html")
     return "\n      ".join(shown)
 
 

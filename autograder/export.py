@@ -55,7 +55,7 @@ def cmd_export(args) -> int:
     course = Path(args.course_dir)
     if not course.is_dir():
         raise UserError(f"no course folder at {course}")
-    records = list(CourseStore(course).records(args.assignment))
+    records = list(CourseStore(course, getattr(args, "db", None)).records(args.assignment))
     text = FORMATS[args.format](records)
     if args.output:
         Path(args.output).write_text(text)

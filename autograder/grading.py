@@ -169,7 +169,7 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
     if not no_sandbox and scheduler is None:
         check_sandbox_available()
     ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox, hardware=hardware)
-    store = CourseStore(course_dir, db_url) if db_url else CourseStore(course_dir)
+    store = CourseStore(course_dir, db_url)
     subs = find_submissions(course_dir, lab, students)
     records: dict[str, GradeRecord] = {}
     tasks: list[GradeTask] = []
@@ -202,6 +202,7 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
             records[student] = record
             score = f"{record.score:g}/{record.max_score:g}"
             bar.update(task_id, advance=1, description=f"grading {lab}: {student} {score}")
+    store.close()
     return [records[s] for s, _ in subs if s in records]
 
 

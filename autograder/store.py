@@ -1,24 +1,53 @@
-"""Where graded results live in a course folder. One JSON record per (lab, student), written atomically, so a
-killed grader never leaves a half-written grade and never loses another student's.
+"""Where graded results live: the grade database, plus the files nbgrader and the sandbox seeding expect on disk.
 
-Layout (inside COURSE_DIR, never visible to a sandbox):
     .sparkgrade/secret                       per-course secret that seeds each submission's check inputs
-    .sparkgrade/results/<lab>/<student>.json GradeRecord.to_dict()
+    .sparkgrade/grades.db                    the default database (SQLite, WAL); or any PostgreSQL URL (--db)
     autograded/<student>/<lab>/<lab>.ipynb   the executed (repaired) notebook, where nbgrader keeps its own
+
+Each save is one transaction: a killed grader leaves the previous grade or the new one, never half of one. Saving
+the same (student, lab, content, rubric) again updates that attempt in place, so a resumed or concurrent batch
+cannot duplicate a grade; new content (or a new rubric) is a new attempt, and the last saved attempt is current.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
+import platform
+import random
 import secrets
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
-from autograder.records import GradeRecord
+from sqlalchemy import Engine, exc, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
+
+from autograder.db.engine import WRITE, describe, open_engine, sqlite_url, upgrade
+from autograder.db.models import (
+    Assignment,
+    CheckResultRow,
+    CurrentResult,
+    FlagRow,
+    GradingRun,
+    Student,
+    Submission,
+    VerdictRow,
+)
+from autograder.errors import UserError
+from autograder.records import CheckResult, Flag, GradeRecord
+
+if TYPE_CHECKING:
+    from autograder.plausibility import Verdict
+
+T = TypeVar("T")
+WRITE_ATTEMPTS = 8  # a write that lost a race (unique key, deadlock, lock timeout) is retried this many times
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -35,10 +64,68 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One graded attempt of a student's lab, oldest first in CourseStore.history."""
+
+    number: int
+    graded_at: datetime
+    current: bool
+    record: GradeRecord
+
+
 class CourseStore:
-    def __init__(self, course_dir: Path) -> None:
+    """The engine's view of storage. ``db_url`` defaults to SQLite in the course folder; the database is created
+    and migrated to the current schema on first use."""
+
+    def __init__(self, course_dir: Path, db_url: str | None = None) -> None:
         self.course_dir = Path(course_dir)
         self.root = self.course_dir / ".sparkgrade"
+        self.db_url = db_url or sqlite_url(self.root / "grades.db")
+        self._engine: Engine | None = None
+        self._run_id: int | None = None
+        self._pid = os.getpid()
+
+    # -- lifetime -------------------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is not None and self._pid != os.getpid():
+            # A forked worker must not share its parent's connections: drop them here, leave them open there.
+            self._engine.dispose(close=False)
+            self._engine = None
+            self._run_id = None
+        if self._engine is None:
+            engine = open_engine(self.db_url)
+            try:
+                upgrade(engine)
+            except exc.OperationalError as err:
+                engine.dispose()
+                first = str(err.orig or err).strip().splitlines()[0]
+                raise UserError(f"cannot open the grade database {describe(self.db_url)}: {first}") from err
+            self._engine = engine
+            self._pid = os.getpid()
+        return self._engine
+
+    def close(self) -> None:
+        """Mark this process's grading run finished and release the connections."""
+        if self._engine is None:
+            return
+        if self._run_id is not None:
+            run_id = self._run_id
+            self._write(lambda s: s.execute(update(GradingRun).where(GradingRun.id == run_id)
+                                            .values(finished_at=_now())))
+            self._run_id = None
+        self._engine.dispose()
+        self._engine = None
+
+    def __enter__(self) -> CourseStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the secret -----------------------------------------------------------------------------------------
 
     def secret(self) -> bytes:
         path = self.root / "secret"
@@ -52,25 +139,198 @@ class CourseStore:
         """Inputs differ per submission yet a regrade of the same content reproduces them exactly."""
         return hmac.new(self.secret(), f"{student}\0{lab}\0{content_hash}".encode(), hashlib.sha256).hexdigest()[:32]
 
-    def _record_path(self, lab: str, student: str) -> Path:
-        return self.root / "results" / lab / f"{student}.json"
+    # -- writing --------------------------------------------------------------------------------------------
 
-    def save(self, record: GradeRecord, executed_notebook: bytes | None) -> None:
+    def begin_run(self, lab: str | None = None, *, force: bool = False) -> int:
+        """Record a grading run (this process); later saves point at it. save() starts one when none is open."""
+        def insert(session: Session) -> int:
+            run = GradingRun(started_at=_now(), machine=platform.node(), pid=os.getpid(), assignment=lab,
+                             force=force, saved=0)
+            session.add(run)
+            session.flush()
+            return run.id
+
+        self._run_id = self._write(insert)
+        return self._run_id
+
+    def save(self, record: GradeRecord, executed_notebook: bytes | None,
+             verdicts: Sequence[Verdict] | None = None) -> None:
+        """Store a graded submission (and its benchmark verdicts, when given) as the student's current result."""
         if executed_notebook is not None:
             atomic_write(self.course_dir / "autograded" / record.student / record.assignment /
                          f"{record.assignment}.ipynb", executed_notebook)
-        atomic_write(self._record_path(record.assignment, record.student),
-                     json.dumps(record.to_dict(), indent=1).encode())
+        if self._run_id is None:
+            self.begin_run(record.assignment)
+        self._write(lambda session: self._save(session, record, verdicts))
+
+    def save_verdicts(self, lab: str, student: str, verdicts: Sequence[Verdict]) -> None:
+        """Replace the benchmark verdicts of the student's current result."""
+        def replace(session: Session) -> None:
+            sub = self._current(session, lab, student)
+            if sub is None:
+                raise UserError(f"no graded submission of {lab} for {student} to attach benchmark verdicts to")
+            sub.verdicts.clear()
+            session.flush()
+            sub.verdicts.extend(_verdict_rows(verdicts))
+
+        self._write(replace)
+
+    def _save(self, session: Session, record: GradeRecord, verdicts: Sequence[Verdict] | None) -> None:
+        student_id = self._ensure(session, Student, record.student)
+        assignment_id = self._ensure(session, Assignment, record.assignment)
+        # One writer per student at a time (SQLite's write lock already serialises everything): the attempt
+        # number below is read and then used.
+        session.execute(select(Student.id).where(Student.id == student_id).with_for_update())
+        sub = session.scalars(select(Submission).where(
+            Submission.student_id == student_id, Submission.assignment_id == assignment_id,
+            Submission.content_hash == record.content_hash, Submission.rubric_version == record.rubric_version,
+        )).one_or_none()
+        if sub is None:
+            last = session.scalar(select(func.max(Submission.attempt)).where(
+                Submission.student_id == student_id, Submission.assignment_id == assignment_id))
+            sub = Submission(student_id=student_id, assignment_id=assignment_id, attempt=(last or 0) + 1)
+            session.add(sub)
+        else:  # a forced regrade, or a run that re-did what a killed one had committed: replace in place
+            sub.checks.clear()
+            sub.flags.clear()
+            if verdicts is not None:
+                sub.verdicts.clear()
+            session.flush()
+        sub.graded_at = _now()
+        sub.content_hash = record.content_hash
+        sub.status = record.status
+        sub.score = record.score
+        sub.max_score = record.max_score
+        sub.run_time_s = record.timings.get("total_s")
+        sub.timings = dict(record.timings)
+        sub.machine = record.machine
+        sub.rubric_version = record.rubric_version
+        sub.seed = record.seed
+        sub.sandboxed = record.sandboxed
+        sub.reason = record.reason
+        sub.grading_run_id = self._run_id
+        sub.checks.extend(
+            CheckResultRow(position=i, check_id=c.id, function=c.function, points=c.points, max_points=c.max_points,
+                           status=c.status, message=c.message, diagnosis=c.diagnosis, details=dict(c.details))
+            for i, c in enumerate(record.checks))
+        sub.flags.extend(FlagRow(position=i, kind=f.kind, message=f.message) for i, f in enumerate(record.flags))
+        if verdicts is not None:
+            sub.verdicts.extend(_verdict_rows(verdicts))
+        session.flush()
+        insert = _insert_for(session)
+        session.execute(insert(CurrentResult).values(student_id=student_id, assignment_id=assignment_id,
+                                                     submission_id=sub.id)
+                        .on_conflict_do_update(index_elements=["student_id", "assignment_id"],
+                                               set_={"submission_id": sub.id}))
+        if self._run_id is not None:
+            session.execute(update(GradingRun).where(GradingRun.id == self._run_id)
+                            .values(saved=GradingRun.saved + 1))
+
+    @staticmethod
+    def _ensure(session: Session, model: type[Student] | type[Assignment], name: str) -> int:
+        insert = _insert_for(session)
+        session.execute(insert(model).values(name=name).on_conflict_do_nothing(index_elements=["name"]))
+        return session.scalars(select(model.id).where(model.name == name)).one()
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one write transaction, retrying when it lost a race to another writer."""
+        engine = self.engine.execution_options(**WRITE)
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with Session(engine, expire_on_commit=False) as session, session.begin():
+                    return work(session)
+            except (exc.IntegrityError, exc.OperationalError) as err:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    if isinstance(err, exc.OperationalError):
+                        first = str(err.orig or err).strip().splitlines()[0]
+                        raise UserError(f"cannot write to the grade database {describe(self.db_url)}: {first}") \
+                            from err
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    # -- reading --------------------------------------------------------------------------------------------
 
     def load(self, lab: str, student: str) -> GradeRecord | None:
-        path = self._record_path(lab, student)
-        if not path.exists():
-            return None
-        return GradeRecord.from_dict(json.loads(path.read_text()))
+        with Session(self.engine) as session:
+            sub = self._current(session, lab, student)
+            return None if sub is None else _record(sub)
+
+    def unchanged(self, lab: str, student: str, content_hash: str, rubric_version: str,
+                  sandboxed: bool) -> GradeRecord | None:
+        """The current result when it graded this very content under this rubric in the same mode: regrading it
+        would be a no-op (unless forced)."""
+        old = self.load(lab, student)
+        if old is not None and (old.content_hash, old.rubric_version, old.sandboxed) == (
+                content_hash, rubric_version, sandboxed):
+            return old
+        return None
 
     def records(self, lab: str | None = None) -> Iterator[GradeRecord]:
-        base = self.root / "results"
-        labs = [lab] if lab else sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
-        for name in labs:
-            for path in sorted((base / name).glob("*.json")):
-                yield GradeRecord.from_dict(json.loads(path.read_text()))
+        """Every current result (of one lab), by lab then student, in Python's order on every backend."""
+        with Session(self.engine) as session:
+            query = (select(Submission).join(CurrentResult, CurrentResult.submission_id == Submission.id)
+                     .join(Submission.assignment).options(*_eager()))
+            if lab is not None:
+                query = query.where(Assignment.name == lab)
+            found = [_record(sub) for sub in session.scalars(query)]
+        yield from sorted(found, key=lambda r: (r.assignment, r.student))
+
+    def history(self, lab: str, student: str) -> list[Attempt]:
+        with Session(self.engine) as session:
+            current = self._current(session, lab, student)
+            subs = session.scalars(
+                select(Submission).join(Submission.student).join(Submission.assignment)
+                .where(Student.name == student, Assignment.name == lab).order_by(Submission.attempt)
+                .options(*_eager()))
+            return [Attempt(s.attempt, s.graded_at, current is not None and s.id == current.id, _record(s))
+                    for s in subs]
+
+    def load_verdicts(self, lab: str, student: str) -> list[Verdict]:
+        from autograder.plausibility import Verdict
+
+        with Session(self.engine) as session:
+            sub = self._current(session, lab, student)
+            if sub is None:
+                return []
+            return [Verdict(record=v.record_index, rule=v.rule, severity=v.severity, message=v.message,
+                            bound=v.bound, value=v.value, points=v.points) for v in sub.verdicts]
+
+    @staticmethod
+    def _current(session: Session, lab: str, student: str) -> Submission | None:
+        return session.scalars(
+            select(Submission).join(CurrentResult, CurrentResult.submission_id == Submission.id)
+            .join(Submission.student).join(Submission.assignment)
+            .where(Student.name == student, Assignment.name == lab).options(*_eager())).one_or_none()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert_for(session: Session):
+    """INSERT ... ON CONFLICT, which both supported backends spell the same way through their own dialect."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _eager():
+    return (selectinload(Submission.checks), selectinload(Submission.flags), selectinload(Submission.student),
+            selectinload(Submission.assignment))
+
+
+def _verdict_rows(verdicts: Sequence[Verdict]) -> list[VerdictRow]:
+    return [VerdictRow(position=i, record_index=v.record, rule=v.rule, severity=v.severity, message=v.message,
+                       bound=v.bound, value=v.value, points=v.points) for i, v in enumerate(verdicts)]
+
+
+def _record(sub: Submission) -> GradeRecord:
+    return GradeRecord(
+        student=sub.student.name, assignment=sub.assignment.name, status=sub.status, score=sub.score,
+        max_score=sub.max_score,
+        checks=tuple(CheckResult(id=c.check_id, function=c.function, points=c.points, max_points=c.max_points,
+                                 status=c.status, message=c.message, diagnosis=c.diagnosis, details=c.details)
+                     for c in sub.checks),
+        flags=tuple(Flag(kind=f.kind, message=f.message) for f in sub.flags),
+        content_hash=sub.content_hash, seed=sub.seed, rubric_version=sub.rubric_version, sandboxed=sub.sandboxed,
+        timings=dict(sub.timings), reason=sub.reason, machine=sub.machine,
+    )

@@ -24,3 +24,16 @@ def tiny_models_cache(tmp_path_factory):
     mp.setenv("SPARKGRADE_MODEL_CACHE", str(cache))
     yield cache
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """The toy lab (tests/toylab.py) installed as the only lab the engine sees."""
+    from toylab import make_toy_lab
+
+    root = make_toy_lab(tmp_path_factory.mktemp("toy"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPARKGRADE_RUBRICS", str(root / "rubrics"))
+    mp.setenv("SPARKGRADE_ASSIGNMENTS", str(root / "assignments"))
+    yield root
+    mp.undo()

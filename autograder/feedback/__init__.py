@@ -1,0 +1,74 @@
+"""Feedback pages for learners and the class report for instructors, rendered with Jinja from stored GradeRecords.
+
+    sparkgrade feedback COURSE_DIR LAB  -> COURSE_DIR/feedback/<student>/<LAB>/<LAB>.html (nbgrader's place and name,
+                                         so `nbgrader release_feedback` hands it out)
+    sparkgrade report COURSE_DIR LAB    -> COURSE_DIR/reports/<LAB>.html (instructors only)
+
+Every page is one self-contained HTML file: inline stylesheet, figures as PNG data: URIs, no script, and a
+Content-Security-Policy that would block one anyway. Student text (outputs, messages, names) is escaped by Jinja's
+autoescape; student images are re-encoded only after their bytes are verified (autograder.feedback.notebook).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autograder.errors import UserError
+from autograder.feedback.page import write_feedback
+from autograder.feedback.report import write_report
+from autograder.paths import check_lab
+from autograder.records import GradeRecord
+from autograder.rubric import load_rubric
+from autograder.store import CourseStore
+
+__all__ = ["cmd_feedback", "cmd_report", "write_feedback", "write_report"]
+
+
+def _safe_name(student: str) -> bool:
+    """A student id that is one plain path component (ids come from folder names a student may influence)."""
+    return bool(student) and student not in (".", "..") and "/" not in student and "\\" not in student \
+        and "\0" not in student
+
+
+def _records(course_dir: Path, lab: str) -> list[GradeRecord]:
+    if not course_dir.is_dir():
+        raise UserError(f"{course_dir}: no such course folder")
+    check_lab(lab)
+    store = CourseStore(course_dir)
+    try:
+        records = list(store.records(lab))
+    finally:
+        close = getattr(store, "close", None)  # the SQL store holds connections; the file store had none
+        if close is not None:
+            close()
+    if not records:
+        raise UserError(f"no graded submissions of {lab} in {course_dir}: run `sparkgrade grade {course_dir} {lab}` "
+                        "first")
+    return records
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    """`sparkgrade feedback COURSE_DIR LAB`: one page per graded submission."""
+    course_dir = Path(args.course_dir)
+    records = _records(course_dir, args.lab)
+    rubric = load_rubric(args.lab)
+    written = 0
+    for record in records:
+        if not _safe_name(record.student):
+            print(f"skipped a record with an unusable student id {record.student!r}", file=sys.stderr)
+            continue
+        write_feedback(course_dir, record, rubric, rubric.hardware)
+        written += 1
+    print(f"wrote {written} feedback page{'s' * (written != 1)} to {course_dir / 'feedback'}/<student>/{args.lab}/")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`sparkgrade report COURSE_DIR LAB`: the class page for instructors."""
+    course_dir = Path(args.course_dir)
+    records = _records(course_dir, args.lab)
+    path = write_report(course_dir, records, load_rubric(args.lab))
+    print(f"wrote the class report of {args.lab} ({len(records)} submissions) to {path}")
+    return 0

@@ -1,0 +1,213 @@
+"""One feedback page per graded submission: the view data (pure functions of a GradeRecord and untrusted bytes)
+and the file it goes to, where nbgrader's release_feedback finds it: feedback/<student>/<lab>/<lab>.html."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autograder.diagnosis import NO_MATCH
+from autograder.feedback import figures
+from autograder.feedback.notebook import NotebookView, clean_text, notebook_view
+from autograder.feedback.render import render
+from autograder.plausibility import InferenceRecord, TrainRecord, Verdict, check_benchmarks, parse_records
+from autograder.records import CheckResult, GradeRecord
+from autograder.rubric import Rubric
+from autograder.store import atomic_write
+
+MAX_BENCHMARKS_BYTES = 2_000_000
+MISCONCEPTION_PREFIX = "Looks like: "  # autograder.diagnosis.diagnose's wording for a matched misconception
+# nbgrader's release_feedback reads these two files beside the page (written by its submit, kept by collect).
+NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")
+_SCHEMA_FIELDS = set(InferenceRecord.model_fields) | set(TrainRecord.model_fields)
+
+STATUS_NOTES = {
+    "invalid": "Your submission could not be graded",
+    "timeout": "Your notebook ran out of time",
+    "error": "Grading stopped with an error",
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    uri: str
+    alt: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class CheckView:
+    id: str
+    title: str
+    function: str
+    points: float
+    max_points: float
+    status: str
+    message: str
+    misconception: str = ""  # the named mistake, when diagnosis matched one
+    explanation: str = ""  # what the misconception means (or the diagnosis sentence when none matched)
+    figures: tuple[Figure, ...] = ()
+
+
+@dataclass(frozen=True)
+class FunctionGroup:
+    function: str
+    failed: tuple[CheckView, ...]
+    total: int
+
+
+@dataclass
+class BenchmarksView:
+    present: bool = False
+    problem: str = ""
+    records: int = 0
+    hardware: str = ""
+    verdicts: list[Verdict] = field(default_factory=list)
+    roofline: Figure | None = None
+
+
+def split_diagnosis(diagnosis: str) -> tuple[str, str]:
+    """("name", "explanation") for "Looks like: <name>. <explanation>", else ("", the whole sentence)."""
+    if diagnosis.startswith(MISCONCEPTION_PREFIX):
+        name, _, explanation = diagnosis[len(MISCONCEPTION_PREFIX):].partition(". ")
+        return name.rstrip("."), explanation
+    return "", diagnosis
+
+
+def check_figures(check: CheckResult) -> tuple[Figure, ...]:
+    """Figures from the numbers a failed check kept for feedback (only those keys; the rest is ignored)."""
+    out: list[Figure] = []
+    details = check.details if isinstance(check.details, dict) else {}
+    profile = figures.numbers(details.get("error_profile"))
+    if profile:
+        out.append(Figure(
+            figures.data_uri(figures.error_profile_png(profile)),
+            "Your largest error against the reference at each position along the sequence",
+            "Your largest error against the reference at each position along the sequence. Wrong from the "
+            "first step: look at the update rule or the initial state. Small at first and growing: something "
+            "accumulates wrongly from one step to the next. Wrong at a few positions only: look at the edges "
+            "(the first or last step).",
+        ))
+    load = figures.numbers(details.get("expert_load"))
+    if load:
+        ref = figures.numbers(details.get("expert_load_reference"))
+        out.append(Figure(
+            figures.data_uri(figures.expert_load_png(load, ref if ref and len(ref) == len(load) else None)),
+            "Tokens your router sent to each expert",
+            "Tokens your router sent to each expert" + (", beside the reference router's" if ref else "")
+            + ". The dashed line is a perfectly balanced load.",
+        ))
+    return tuple(out)
+
+
+def check_view(check: CheckResult, rubric: Rubric) -> CheckView:
+    spec = rubric.checks.get(check.id)
+    name, explanation = split_diagnosis(check.diagnosis or "")
+    if not name and explanation.startswith(NO_MATCH):
+        explanation = "No common mistake we know of matches your output" + explanation[len(NO_MATCH):]
+    return CheckView(check.id, spec.title if spec and spec.title else check.id, check.function, check.points,
+                     check.max_points, check.status, check.message, name, explanation,
+                     check_figures(check) if check.status != "passed" else ())
+
+
+def _read_bounded(path: Path, limit: int) -> bytes | None:
+    """The file's bytes if it is a regular file (not a link) within limit; None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # a FIFO or device would block or never end
+            return None
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def benchmarks_view(path: Path, hardware: str) -> BenchmarksView:
+    """Plausibility verdicts and the roofline of a submitted benchmarks.json (untrusted), or why there are none."""
+    if not path.exists() and not path.is_symlink():
+        return BenchmarksView()
+    view = BenchmarksView(present=True, hardware=hardware)
+    raw = _read_bounded(path, MAX_BENCHMARKS_BYTES)
+    if raw is None:
+        view.problem = "benchmarks.json is not a regular file or is too large to read."
+        return view
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        view.problem = f"benchmarks.json is not valid JSON ({clean_text(str(exc), 200)})."
+        return view
+    if isinstance(data, list):  # a lab may record extra fields beside the plausibility schema: judge the rest
+        data = [{k: v for k, v in r.items() if k in _SCHEMA_FIELDS} if isinstance(r, dict) else r for r in data]
+    try:
+        records = parse_records(data)
+        view.records = len(records)
+        view.verdicts = check_benchmarks(records, hardware)
+    except Exception as exc:  # off-schema numbers: the check already graded them; say what is wrong
+        view.problem = clean_text(str(exc), 400)
+        return view
+    if any(isinstance(r, InferenceRecord) for r in records):
+        try:
+            view.roofline = Figure(
+                figures.data_uri(figures.roofline_png(records, hardware)),
+                "Roofline of your benchmark numbers",
+                "Each point is one of your measurements (the number is its record in benchmarks.json): circles are "
+                "decode, triangles prefill. The black line is the most the hardware can do at that arithmetic "
+                "intensity; a point above it is physically impossible.")
+        except Exception:  # hostile numbers can break a log-scale plot; the verdicts still stand
+            view.problem = "The roofline could not be drawn from these numbers."
+    return view
+
+
+def feedback_context(record: GradeRecord, rubric: Rubric, notebook: bytes | None,
+                     benchmarks: BenchmarksView) -> dict[str, Any]:
+    checks = [check_view(c, rubric) for c in record.checks]
+    groups: list[FunctionGroup] = []
+    for function in dict.fromkeys(c.function for c in checks):
+        mine = [c for c in checks if c.function == function]
+        failed = tuple(c for c in mine if c.status != "passed")
+        if failed:
+            groups.append(FunctionGroup(function, failed, len(mine)))
+    nb: NotebookView = notebook_view(notebook)
+    pct = 100.0 * record.score / record.max_score if record.max_score > 0 else 0.0
+    return {
+        "title": f"{record.assignment}: feedback for {record.student}",
+        "record": record,
+        "lab": record.assignment,
+        "pct": max(0.0, min(100.0, pct)),
+        "checks": checks,
+        "passed": sum(c.status == "passed" for c in checks),
+        "groups": groups,
+        "status_note": STATUS_NOTES.get(record.status, ""),
+        "benchmarks": benchmarks,
+        "notebook": nb,
+        "notebook_s": record.timings.get("notebook_s"),
+    }
+
+
+def feedback_dir(course_dir: Path, student: str, lab: str) -> Path:
+    return Path(course_dir) / "feedback" / student / lab
+
+
+def write_feedback(course_dir: Path, record: GradeRecord, rubric: Rubric, hardware: str) -> Path:
+    """Render one submission's page to feedback/<student>/<lab>/<lab>.html (nbgrader's name) and return it."""
+    course_dir = Path(course_dir)
+    lab, student = record.assignment, record.student
+    nb_path = course_dir / "autograded" / student / lab / f"{lab}.ipynb"
+    notebook = nb_path.read_bytes() if nb_path.is_file() else None
+    submitted = course_dir / "submitted" / student / lab
+    bench = benchmarks_view(submitted / "benchmarks.json", hardware)
+    html = render("feedback.html.j2", **feedback_context(record, rubric, notebook, bench))
+    out_dir = feedback_dir(course_dir, student, lab)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page = out_dir / f"{lab}.html"
+    atomic_write(page, html.encode("utf-8"))
+    for name in NBGRADER_FILES:
+        data = _read_bounded(submitted / name, 4096)
+        if data is not None:
+            atomic_write(out_dir / name, data)
+    return page

@@ -106,6 +106,9 @@ def write(path: str | Path, cells: list, *, title: str) -> Path:
         fn = meta.get("grade_id", "").removeprefix("test_")
         if meta.get("grade") and not meta.get("solution") and fn in totals:
             meta["points"] = totals[fn]
+    for i, cell in enumerate(flat):  # stable ids: a rebuild with the same content changes nothing
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        cell["id"] = (f"c{i:03d}-" + "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in gid))[:64].rstrip("-")
     nb = new_notebook(cells=flat)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}

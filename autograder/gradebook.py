@@ -10,6 +10,7 @@ submission handling sees what it would have seen.
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def sync_record(course_dir: Path, record: GradeRecord) -> None:
     stamp_file = Path(course_dir) / "submitted" / student / lab / "timestamp.txt"
     kwargs = {"timestamp": stamp_file.read_text().strip()} if stamp_file.is_file() else {}
     earned, possible = function_points(record)
-    with Gradebook(gradebook_url(course_dir)) as gb:
+    with warnings.catch_warnings(), Gradebook(gradebook_url(course_dir)) as gb:
+        # nbgrader's own add_submission trips a harmless SQLAlchemy autoflush warning; keep the console clean.
+        warnings.simplefilter("ignore", category=Warning)
         try:
             gb.find_assignment(lab)
         except MissingEntry:

@@ -87,8 +87,8 @@ def run_demo(course: Path) -> None:
     for lab, records in results.items():
         for r in records:
             diagnosis = next((c.diagnosis for c in r.checks if c.diagnosis), "")
-            table.add_row(lab, r.student, r.status, f"{r.score:g}/{r.max_score:g}",
-                          ", ".join(sorted({f.kind for f in r.flags})), diagnosis[:90])
+            table.add_row(lab.split("-")[1], r.student, r.status, f"{r.score:g}/{r.max_score:g}",
+                          ", ".join(sorted({f.kind for f in r.flags})), diagnosis.split(". ")[0][:70])
     console.print(table)
     console.print(f"open: {pages}")
     console.print(f"export: sparkgrade export {course} --format json | csv | canvas")

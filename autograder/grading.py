@@ -24,7 +24,7 @@ from autograder.checks.plugin import SubmissionContext
 from autograder.checks.runner import run_checks
 from autograder.errors import UserError
 from autograder.gradebook import seconds_late, sync_record
-from autograder.integrity import InvalidNotebook, read_submission, repair_locked_cells
+from autograder.integrity import InvalidNotebook, read_submission, repair_locked_cells, suspicious_code
 from autograder.paths import assignments_root, check_lab
 from autograder.records import CheckResult, Flag, GradeRecord
 from autograder.rubric import Rubric, load_rubric
@@ -102,6 +102,7 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
                            reason=str(exc), timings={"total_s": time.perf_counter() - t0}, **base), None
     repair = repair_locked_cells(nb, ctx.source)
     flags += repair.flags
+    flags += suspicious_code(repair.notebook, ctx.source)
     context = SubmissionContext(sub.student, sub.lab, dict(sub.files), ctx.hardware,
                                 "cuda" if ctx.gpu is not None else "cpu")
     with Sandbox(nbformat.writes(repair.notebook).encode(), notebook_name=f"{sub.lab}.ipynb",

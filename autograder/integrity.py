@@ -7,6 +7,7 @@ student's solution cells are left exactly as they are.
 
 from __future__ import annotations
 
+import ast
 import copy
 from dataclasses import dataclass
 
@@ -93,3 +94,60 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
     solution_ids = tuple(_meta(c).get("grade_id") for c in nb.cells
                          if _meta(c).get("solution") and _meta(c).get("grade_id"))
     return Repair(nb, tuple(flags), solution_ids)
+
+
+# What honest lab code has no reason to do. Finding one changes no points (the grade comes from outside the
+# sandbox either way); it is flagged so an instructor can look.
+_PATCHED_MODULES = ("testing", "allclose", "assert_close", "assert_allclose", "isclose", "equal", "builtins")
+_PROBES = {
+    "socket": "opens network sockets", "urllib": "fetches URLs", "requests": "fetches URLs",
+    "http": "talks HTTP", "ctypes": "calls C directly",
+}
+_INTROSPECTION = {("inspect", "stack"), ("sys", "_getframe"), ("gc", "get_objects"), ("gc", "get_referrers"),
+                  ("inspect", "currentframe")}
+
+
+def _dotted(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def suspicious_code(nb: nbformat.NotebookNode, source: nbformat.NotebookNode) -> tuple[Flag, ...]:
+    """Patching comparison helpers, searching the stack or heap, probing the network, reading the environment:
+    one flag per finding in the code the student wrote (cells the course wrote, e.g. the parameters cell, are not
+    the student's)."""
+    course_cells = {c.source for c in source.cells}
+    findings: list[str] = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or _is_locked(cell) or cell.source in course_cells:
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue  # IPython magics or broken code: the run shows it
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    name = _dotted(t)
+                    if "." in name and any(p in name.split(".") for p in _PATCHED_MODULES):
+                        findings.append(f"cell {index}: replaces {name}")
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for n in names:
+                    if n.split(".")[0] in _PROBES:
+                        findings.append(f"cell {index}: imports {n} ({_PROBES[n.split('.')[0]]})")
+            elif isinstance(node, ast.Attribute):
+                name = _dotted(node)
+                pair = tuple(name.split(".")[-2:])
+                if pair in _INTROSPECTION:
+                    findings.append(f"cell {index}: uses {name} (searching the caller's frames or the heap)")
+                elif name in ("os.environ", "os.getenv"):
+                    findings.append(f"cell {index}: reads the environment ({name})")
+    unique = list(dict.fromkeys(findings))
+    return tuple(Flag("suspicious-code", f) for f in unique[:20])

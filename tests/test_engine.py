@@ -145,3 +145,17 @@ def test_mistyped_lab_is_one_line(toy, tmp_path, capsys):
 def test_toy_lab_touches_no_engine_file():
     engine = Path(__file__).resolve().parents[1] / "autograder"
     assert not any("lab-9.9.9" in p.read_text() for p in engine.rglob("*.py"))
+
+
+def test_cheating_code_is_flagged_for_the_instructor(toy, tmp_path):
+    cheat = """
+def softmax(x):
+    import inspect, socket, numpy.testing
+    numpy.testing.assert_allclose = lambda *a, **k: None
+    frames = inspect.stack()
+    return torch.softmax(x, -1)
+"""
+    record, _ = grade(toy, tmp_path, softmax=cheat)
+    found = " | ".join(f.message for f in record.flags if f.kind == "suspicious-code")
+    assert "numpy.testing.assert_allclose" in found and "socket" in found and "inspect.stack" in found
+    assert record.score == 4  # a flag is for a person to read; the points still come from the checks

@@ -13,6 +13,9 @@ from typing import Any
 
 import torch
 
+# A last axis with one of these names runs along the sequence: the feedback page plots the error along it.
+SEQUENCE_AXES = ("L", "seq", "position", "token")
+
 
 class CheckFailed(AssertionError):
     """The student's answer is wrong. ``details`` carries numbers for diagnosis and feedback figures."""
@@ -86,7 +89,8 @@ def expect_close(actual: Any, expected: torch.Tensor, *, name: str, rtol: float,
     """The student's tensor must equal the reference within rtol/atol (elementwise, as torch.allclose).
 
     ``axes`` names the dimensions (e.g. ("batch", "dim", "L")) so the failure says where the largest error is.
-    The error along the last axis is kept in ``details['error_profile']`` for the feedback figure."""
+    When the last axis is the sequence (``axes[-1]`` in SEQUENCE_AXES) the largest error at each position is kept
+    in ``details['error_profile']`` for the feedback figure."""
     actual = expect_tensor(actual, name=name, shape=tuple(expected.shape),
                            dtype=expected.dtype if check_dtype else None)
     if is_close(actual, expected, rtol, atol):
@@ -96,7 +100,7 @@ def expect_close(actual: Any, expected: torch.Tensor, *, name: str, rtol: float,
     bad = (actual.double() - expected.double()).abs() > atol + rtol * expected.double().abs()
     share = float(bad.float().mean())
     details: dict[str, Any] = {"output": name, "max_abs_error": err, "at": list(index), "share_wrong": share}
-    if expected.dim() >= 1 and expected.shape[-1] > 1:
+    if axes and axes[-1] in SEQUENCE_AXES and expected.shape[-1] > 1:
         profile = (actual.double() - expected.double()).abs()
         profile = profile.reshape(-1, expected.shape[-1]).amax(dim=0)
         details["error_profile"] = [float(x) for x in profile[:512]]

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import nbformat
 
+from autograder import execution
 from autograder.checks.plugin import SubmissionContext
 from autograder.checks.runner import run_checks
 from autograder.errors import UserError
+from autograder.execution import select_cells
 from autograder.gradebook import seconds_late, sync_record
 from autograder.integrity import InvalidNotebook, read_submission, repair_locked_cells, suspicious_code
 from autograder.paths import assignments_root, check_lab
@@ -86,6 +88,16 @@ def _zero(rubric: Rubric, message: str) -> tuple[CheckResult, ...]:
                  for cid, spec in rubric.checks.items())
 
 
+def _merged(full: nbformat.NotebookNode, executed: bytes | None, cells: list[int]) -> bytes:
+    """The whole notebook with the outputs of the cells that ran (read back as untrusted input)."""
+    try:
+        run = read_submission(executed) if executed else None
+    except InvalidNotebook:
+        run = None
+    merged = execution.merge(full, run, cells) if run is not None else full
+    return nbformat.writes(merged).encode()
+
+
 def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[GradeRecord, bytes | None]:
     """Grade one submission. Never raises for anything the submission does; returns the record and the
     executed notebook (untrusted bytes, for feedback) when there is one."""
@@ -105,11 +117,13 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
     flags += suspicious_code(repair.notebook, ctx.source)
     context = SubmissionContext(sub.student, sub.lab, dict(sub.files), ctx.hardware,
                                 "cuda" if ctx.gpu is not None else "cpu")
-    with Sandbox(nbformat.writes(repair.notebook).encode(), notebook_name=f"{sub.lab}.ipynb",
+    cells = select_cells(repair.notebook, rubric.execute, rubric.setup_cells)
+    to_run = repair.notebook if rubric.execute == "all" else execution.reduced(repair.notebook, cells)
+    with Sandbox(nbformat.writes(to_run).encode(), notebook_name=f"{sub.lab}.ipynb",
                  models_dir=ctx.models_dir, limits=rubric.sandbox_limits, gpu=ctx.gpu,
                  no_sandbox=ctx.no_sandbox) as sandbox:
         run = sandbox.run()
-        executed = run.notebook
+        executed = run.notebook if rubric.execute == "all" else _merged(repair.notebook, run.notebook, cells)
         t_checks = time.perf_counter()
         checks, grader_errors = run_checks(rubric, sandbox, seed, context)
         checks_s = time.perf_counter() - t_checks

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,6 +40,10 @@ class Rubric(BaseModel):
     limits: dict[str, float] = Field(default_factory=dict)  # overrides of autograder.sandbox.Limits fields
     gpu: bool = False  # whether the checks want the GPU on a GPU box
     hardware: str = "cpu"  # default hardware profile for benchmark plausibility
+    # "all": run the whole notebook (as nbgrader does). "definitions": run the setup cells named below, the
+    # parameters cell, the solution cells and the student's definition-only cells (autograder/execution.py).
+    execute: Literal["all", "definitions"] = "all"
+    setup_cells: list[str] = Field(default_factory=list)
     tolerances: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     checks: dict[str, CheckSpec]
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -88,6 +90,22 @@ def _zero(rubric: Rubric, message: str) -> tuple[CheckResult, ...]:
                  for cid, spec in rubric.checks.items())
 
 
+def benchmark_flags(data: bytes | None, hardware: str) -> list[Flag]:
+    """Suspicious (not impossible) benchmark numbers cost no points: they are flagged for a person to look at.
+    Impossible ones are already scored by the lab's benchmark checks."""
+    if not data:
+        return []
+    from autograder.plausibility import check_benchmarks, parse_records
+    from reference.hardware import get_profile
+
+    try:
+        records = parse_records(json.loads(data))
+        verdicts = check_benchmarks(records, get_profile(hardware))
+    except Exception:
+        return []  # a malformed file is the benchmark checks' business; they say why
+    return [Flag("suspicious-benchmark", v.message[:500]) for v in verdicts if v.severity == "suspicious"][:10]
+
+
 def _merged(full: nbformat.NotebookNode, executed: bytes | None, cells: list[int]) -> bytes:
     """The whole notebook with the outputs of the cells that ran (read back as untrusted input)."""
     try:
@@ -125,6 +143,8 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
         run = sandbox.run()
         executed = run.notebook if rubric.execute == "all" else _merged(repair.notebook, run.notebook, cells)
         t_checks = time.perf_counter()
+        if ctx.models_dir is not None:  # the checks load the same models in this (trusted) process
+            os.environ["SPARKGRADE_MODELS_TRUSTED"] = str(ctx.models_dir)
         checks, grader_errors = run_checks(rubric, sandbox, seed, context)
         checks_s = time.perf_counter() - t_checks
     status = "graded"
@@ -138,6 +158,7 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
             status = "error"
     for err in grader_errors:
         flags.append(Flag("grader-error", err[:500]))
+    flags += benchmark_flags(sub.files.get("benchmarks.json"), ctx.hardware)
     score = round(sum(c.points for c in checks), 6)
     timings = {"sandbox_start_s": run.start_s, "notebook_s": run.run_s, "checks_s": checks_s,
                "total_s": time.perf_counter() - t0}

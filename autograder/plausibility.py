@@ -186,6 +186,10 @@ class _Record(BaseModel):
     notes: tuple[str, ...] = ()
     weights: Literal["pretrained", "random", "finetuned"] = "pretrained"
     lab: str | None = Field(default=None, max_length=200)
+    # Informational measurements the labs record beside the judged ones (not checked against physics).
+    kv_or_state_bytes: int | None = Field(default=None, ge=0)
+    bits_per_byte: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    finetune: dict[str, Any] | None = None
 
     @field_validator("dtype")
     @classmethod

@@ -4,31 +4,70 @@ test_engine.py and test_grading_labs.py):
 - the source notebook's own solutions earn full marks;
 - a second, independent correct implementation (the trusted reference) earns full marks too;
 - every misconception in the lab's catalogue fails its function's checks, only those, and is named;
-- each rubric lists exactly the checks its test files define.
+- each rubric lists exactly the checks its test files define;
+- benchmark-file checks pass an honest benchmarks.json and take points for a fabricated one.
+
+Model(name) arguments resolve to the lab's tiny models, built once with reference.tiny.build_models into a cache
+folder ($SPARKGRADE_TEST_MODELS, default <tmp>/sparkgrade-test-models; rebuilt only when the recipe changes), which
+is also the trusted side's $SPARKGRADE_MODELS_TRUSTED.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import json
 import math
+import os
+import tempfile
+import time
+from functools import cache
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
+import transformers
 
 import reference
 from autograder.checks.plugin import SubmissionContext
 from autograder.checks.runner import check_files, load_misconceptions, run_checks
 from autograder.paths import assignments_root, rubrics_root
 from autograder.rubric import load_rubric
-from autograder.sandbox import CallResult
+from autograder.sandbox import CallResult, Model
 
 FUNCTION_LABS = sorted(p.parent.name for p in rubrics_root().glob("*/misconceptions.py"))
+MODELS_ENV = "SPARKGRADE_MODELS_TRUSTED"
+SLOW_FUNCTIONS = frozenset({"benchmark_generation"})
+MODELS_CACHE = Path(os.environ.get("SPARKGRADE_TEST_MODELS", Path(tempfile.gettempdir()) / "sparkgrade-test-models"))
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    from reference.tiny import build_models
+
+    build_models(MODELS_CACHE)
+    return MODELS_CACHE
+
+
+@pytest.fixture(autouse=True)
+def trusted_models_env(request, monkeypatch):
+    """Labs whose checks load models get the built folder, as the grader must provide it."""
+    if "lab" in request.fixturenames:
+        monkeypatch.setenv(MODELS_ENV, str(request.getfixturevalue("models_dir")))
+
+
+@cache
+def load_model(root: str, name: str, dtype: str | None):
+    from transformers import AutoModelForCausalLM
+
+    kw = {"dtype": getattr(torch, dtype)} if dtype else {}
+    return AutoModelForCausalLM.from_pretrained(Path(root) / name, local_files_only=True, **kw).eval()
 
 
 class LocalCaller:
-    """Calls plain Python functions in this process, copying tensors in and out as the sandbox would."""
+    """Calls plain Python functions in this process, copying tensors in and out as the sandbox would, and loading
+    Model(name) arguments from the models folder as the kernel does (cached, like the kernel's cache)."""
 
     def __init__(self, namespace: dict) -> None:
         self.namespace = namespace
@@ -38,7 +77,7 @@ class LocalCaller:
         if fn is None:
             return CallResult("error", error=f"NameError: {function!r} is not defined", sandboxed=False)
         try:
-            value = fn(*_copy(tuple(args)), **_copy(dict(kwargs or {})))
+            value = fn(*_resolve(_copy(tuple(args))), **_resolve(_copy(dict(kwargs or {}))))
         except Exception as exc:
             return CallResult("error", error=f"{type(exc).__name__}: {exc}", sandboxed=False)
         return CallResult("ok", value=_copy(value), sandboxed=False)
@@ -54,10 +93,22 @@ def _copy(v):
     return v
 
 
+def _resolve(v):
+    if isinstance(v, Model):
+        return load_model(os.environ[MODELS_ENV], v.name, v.dtype)
+    if isinstance(v, list | tuple):
+        return type(v)(_resolve(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _resolve(x) for k, x in v.items()}
+    return v
+
+
 def solution_namespace(lab: str) -> dict:
     """The source notebook's solution cells, executed with the imports the lab's setup provides."""
     nb = nbformat.read(assignments_root() / "source" / lab / f"{lab}.ipynb", as_version=4)
-    ns: dict = {"torch": torch, "F": torch.nn.functional, "math": math, "nn": torch.nn}
+    ns: dict = {"torch": torch, "F": torch.nn.functional, "math": math, "nn": torch.nn, "time": time,
+                "AutoConfig": transformers.AutoConfig,
+                **{k: v for k, v in vars(labkit()).items() if not k.startswith("__")}}
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("solution"):
@@ -65,9 +116,23 @@ def solution_namespace(lab: str) -> dict:
     return ns
 
 
-def grade_locally(lab: str, namespace: dict, seed: str = "test-seed"):
+@cache
+def labkit():
+    """assignments/labkit.py: the helpers every lab's setup cell inlines (PeakMemory, record_benchmark ...)."""
+    spec = importlib.util.spec_from_file_location("sparkgrade_labkit", assignments_root() / "labkit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def grade_locally(lab: str, namespace: dict, seed: str = "test-seed", files: dict | None = None,
+                  skip_functions: frozenset = frozenset(), select_check: str | None = None):
     rubric = load_rubric(lab)
-    results, errors = run_checks(rubric, LocalCaller(namespace), seed, SubmissionContext("t", lab))
+    if files is None:
+        files = HONEST_FILES.get(lab, {})
+    select = [cid for cid, c in rubric.checks.items() if c.function not in skip_functions] if skip_functions else None
+    select = [select_check] if select_check else select
+    results, errors = run_checks(rubric, LocalCaller(namespace), seed, SubmissionContext("t", lab, files), select)
     assert not errors, errors
     return rubric, {r.id: r for r in results}
 
@@ -83,12 +148,41 @@ def test_source_solution_earns_full_marks(lab):
 @pytest.mark.parametrize("lab", FUNCTION_LABS)
 def test_reference_as_a_second_implementation_earns_full_marks(lab):
     ns = solution_namespace(lab)
-    replaced = {name for name in list(ns) if callable(ns[name]) and hasattr(reference, name)}
+    replaced = {name: getattr(reference, name) for name in list(ns) if callable(ns[name]) and hasattr(reference, name)}
+    replaced.update({name: fn for name, fn in SECOND_IMPLEMENTATIONS.items() if name in ns})
     assert replaced, f"{lab}: no function of the reference package to swap in"
-    ns.update({name: getattr(reference, name) for name in replaced})
+    ns.update(replaced)
     _, results = grade_locally(lab, ns)
     assert all(r.status == "passed" for r in results.values()), {k: r.message for k, r in results.items()
                                                                   if r.status != "passed"}
+
+
+def _config_object(config):
+    """The grader sends configs as dicts; the reference reads a config object."""
+    if not isinstance(config, dict):
+        return config
+    return transformers.AutoConfig.for_model(config["model_type"],
+                                             **{k: v for k, v in config.items() if k != "model_type"})
+
+
+def _count_by_storage(model):
+    """Parameters deduplicated by storage (not by Parameter object), counted with torch's own numel."""
+    unique = {p.data_ptr(): p for _, p in model.named_parameters(remove_duplicate=False)}
+    return (sum(p.numel() for p in unique.values() if p.requires_grad), sum(p.numel() for p in unique.values()))
+
+
+def _lora_targets_by_class(model):
+    """The lab's answer found by the mixer's class: its Linear children fed by the torch path as modules."""
+    mixer = next(m for m in model.modules() if type(m).__name__ == "MambaMixer")
+    return [n for n, m in mixer.named_children() if isinstance(m, torch.nn.Linear) and n in {"in_proj", "x_proj"}]
+
+
+# Independent implementations where the reference package has no function of that name (or another signature).
+SECOND_IMPLEMENTATIONS = {
+    "moe_param_counts": lambda config: reference.moe_param_counts(_config_object(config)),
+    "count_trainable_parameters": _count_by_storage,
+    "mamba_lora_targets": _lora_targets_by_class,
+}
 
 
 def _misconception_cases():
@@ -101,7 +195,9 @@ def _misconception_cases():
 def test_each_misconception_is_caught_and_named(lab, misconception):
     ns = solution_namespace(lab)
     ns[misconception.function] = misconception.mutant
-    _, results = grade_locally(lab, ns, seed=f"seed-{misconception.name}")
+    # Checks that time real generation take seconds each: they run in the full-marks tests, not once per mistake.
+    skip = SLOW_FUNCTIONS - {misconception.function}
+    _, results = grade_locally(lab, ns, seed=f"seed-{misconception.name}", skip_functions=skip)
     failed = [r for r in results.values() if r.status != "passed"]
     assert failed, "the checks did not catch this mistake"
     assert {r.function for r in failed} == {misconception.function}, "a mistake in one function cost others"
@@ -116,3 +212,110 @@ def test_rubric_lists_exactly_the_checks_its_tests_define(lab):
         defined |= {n.name.removeprefix("test_") for n in tree.body
                     if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
     assert defined == set(load_rubric(lab).checks)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# benchmarks.json: honest files measured on the tiny models with the labs' own helpers, and fabricated ones
+
+HONEST_FILES: dict[str, dict[str, bytes]] = {}
+
+
+def _measure(models_dir: Path, names, contexts, path: Path, **extra_fields) -> None:
+    """Records as the labs write them: labkit.measure_generation + record_benchmark, plus lab-specific fields."""
+    kit = labkit()
+    for name in names:
+        model = load_model(str(models_dir), name, None)
+        total, active = kit.count_params(model)
+        for context in contexts:
+            ids = torch.randint(3, model.config.vocab_size, (1, context), generator=torch.Generator().manual_seed(0))
+            runs = [kit.measure_generation(model, ids, 6) for _ in range(2)]
+            fields = {k: (v(model, context) if callable(v) else v) for k, v in extra_fields.items()}
+            kit.record_benchmark(
+                path, model=f"tiny-{name}", architecture=kit.architecture_of(model.config), params_total=total,
+                params_active=active, dtype="float32", batch_size=1, context_len=context, new_tokens=6,
+                ttft_s=min(r["ttft_s"] for r in runs), decode_tok_s=max(r["decode_tok_s"] for r in runs),
+                peak_mem_bytes=max(r["peak_mem_bytes"] for r in runs), device="cpu",
+                repeats=[r["decode_tok_s"] for r in runs], config=model.config, **fields)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def honest_benchmark_files(models_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("benchmarks")
+    os.environ.setdefault(MODELS_ENV, str(models_dir))
+    inference = out / "2.4.1.json"
+    _measure(models_dir, ("llama", "mamba"), (16, 32), inference,
+             kv_or_state_bytes=lambda m, c: reference.kv_cache_bytes(m.config, c + 6, 1, 4)
+             + reference.mamba_state_bytes(m.config, 1, 4))
+    HONEST_FILES["lab-2.4.1-mamba-inference"] = {"benchmarks.json": inference.read_bytes()}
+    comparison = out / "2.4.5.json"
+    text = (models_dir / "data" / "corpus" / "prose_valid.txt").read_text()
+    ids = transformers.AutoTokenizer.from_pretrained(models_dir / "llama").encode(text, return_tensors="pt")[:, :200]
+    names = [n for n in ("llama", "mamba", "qwen2-moe", "jamba") if (models_dir / n).is_dir()]
+    _measure(models_dir, names, (16, 32), comparison,
+             perplexity=lambda m, c: reference.perplexity(m, ids, 64, 32), bits_per_byte=lambda m, c: 1.0)
+    HONEST_FILES["lab-2.4.5-architecture-comparison"] = {"benchmarks.json": comparison.read_bytes()}
+    finetune = out / "2.4.6.json"
+    _measure(models_dir, ("mamba",), (12,), finetune, notes="LoRA fine-tune (lab 2.4.6)",
+             finetune=lambda m, c: dict(targets=["in_proj", "x_proj"], rank=8, alpha=16, steps=25, batch_size=16,
+                                        lr=5e-3, trainable=9216, train_s=3.1, train_tok_s=2900.0, loss_first=6.93,
+                                        loss_last=2.41))
+    HONEST_FILES["lab-2.4.6-mamba-finetuning"] = {"benchmarks.json": finetune.read_bytes()}
+    yield HONEST_FILES
+    HONEST_FILES.clear()
+
+
+def _fabricated(honest: bytes) -> bytes:
+    """Decode 10^6 times faster than measured and a peak memory of 1 kB: physically impossible numbers (and a
+    fine-tune that trains more parameters than the model has, with a negative loss)."""
+    records = json.loads(honest)
+    for r in records:
+        if "finetune" in r:
+            r["finetune"].update(trainable=10 * r["params_total"], loss_last=-0.5)
+        if "decode_tok_s" in r:
+            r["decode_tok_s"] *= 1e6
+            r["repeats"] = [x * 1e6 for x in r.get("repeats") or []]
+        r["peak_mem_bytes"] = 1000
+    return json.dumps(records).encode()
+
+
+@pytest.mark.parametrize("lab", sorted(lab for lab in FUNCTION_LABS
+                                       if any(c.function == "benchmarks" for c in load_rubric(lab).checks.values())))
+def test_benchmark_checks_take_points_for_impossible_numbers_and_a_missing_file(lab):
+    ns = solution_namespace(lab)
+    fabricated = {"benchmarks.json": _fabricated(HONEST_FILES[lab]["benchmarks.json"])}
+    _, results = grade_locally(lab, ns, files=fabricated, skip_functions=SLOW_FUNCTIONS)
+    failed = {k for k, r in results.items() if r.status != "passed"}
+    assert failed and {results[k].function for k in failed} == {"benchmarks"}
+    assert any("impossible" in results[k].message or "at most" in results[k].message for k in failed)
+    _, results = grade_locally(lab, ns, files={}, skip_functions=SLOW_FUNCTIONS)
+    assert {k for k, r in results.items() if r.status != "passed"} == {
+        k for k, r in results.items() if r.function == "benchmarks"}
+
+
+def _ms(solution):
+    return lambda model, ids, n: {**solution(model, ids, n), "ttft_s": 1000 * solution(model, ids, n)["ttft_s"]}
+
+
+def _ignores_new_tokens(solution):
+    def measure(model, ids, n):
+        r = solution(model, ids, 3)  # always 3 tokens, but divides by the tokens asked for
+        return {**r, "decode_tok_s": r["decode_tok_s"] * (n - 1) / 2}
+    return measure
+
+
+def _megabytes(solution):
+    return lambda model, ids, n: {**solution(model, ids, n), "peak_mem_bytes": solution(model, ids, n)[
+        "peak_mem_bytes"] // 2**20}
+
+
+@pytest.mark.parametrize(("lab", "wrong", "check"), [
+    ("lab-2.4.1-mamba-inference", _ms, "benchmark_fits_the_call"),
+    ("lab-2.4.1-mamba-inference", _ignores_new_tokens, "benchmark_scales_with_new_tokens"),
+    ("lab-2.4.1-mamba-inference", _megabytes, "benchmark_peak_memory"),
+])
+def test_dishonest_benchmark_generation_fails_its_check(lab, wrong, check):
+    """Timings have no misconception catalogue (no mutant reproduces a clock): each check's message must do."""
+    ns = solution_namespace(lab)
+    ns["benchmark_generation"] = wrong(ns["benchmark_generation"])
+    _, results = grade_locally(lab, ns, select_check=check)
+    assert results[check].status == "failed", results[check]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import sys
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from autograder.checks.api import Misconception
 from autograder.checks.plugin import Caller, CheckPlugin, SubmissionContext
+from autograder.paths import rubrics_root
 from autograder.records import CheckResult
 from autograder.rubric import Rubric, rubric_dir
 
@@ -31,6 +33,15 @@ def load_misconceptions(lab: str) -> tuple[Misconception, ...]:
     return tuple(getattr(module, "MISCONCEPTIONS", ()))
 
 
+def _forget_rubric_modules() -> None:
+    """pytest imports check modules by file name; two labs may both have a test_benchmarks.py. Each run starts
+    from the files on disk, so one lab's module never stands in for another's."""
+    root = str(rubrics_root().resolve())
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(root) and not name.startswith("sparkgrade_"):
+            del sys.modules[name]
+
+
 def check_files(lab: str) -> list[Path]:
     return sorted(rubric_dir(lab).glob("test_*.py"))
 
@@ -44,6 +55,7 @@ def run_checks(rubric: Rubric, caller: Caller, seed: str, context: SubmissionCon
              "--rootdir", str(rubric_dir(rubric.lab)), "-W", "ignore"]
     if select:
         args += ["-k", " or ".join(select)]
+    _forget_rubric_modules()
     with contextlib.redirect_stdout(io.StringIO()) as out:
         code = pytest.main(args, plugins=[plugin])
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):

@@ -1,0 +1,113 @@
+"""Batch grading throughput: the same 24 submissions of lab 2.4.4 (tiny profile), graded four ways on this machine.
+
+    nbgrader   `nbgrader autograde` (its own visible tests, in the student's kernel, strictly sequential)
+    floor      the same notebooks executed bare with nbclient, one after the other, in one process, no grading
+    sparkgrade `sparkgrade grade` (sandbox per submission, hidden checks, diagnosis) with 1 and 2 local workers,
+               and on a 2-worker Dask LocalCluster
+
+The class is the demo class of the lab (correct, partly wrong, cheating, late) repeated to 24 students. Usage:
+    python benchmarks/batch_grading.py [--students 24] [--dir /tmp/sparkgrade-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+LAB = "lab-2.4.4-moe-router"
+
+
+def make_course(root: Path, students: int) -> Path:
+    from autograder.course import init_course
+    from autograder.demo import demo_classes, write_submission
+
+    course = root / "course"
+    init_course(course, [LAB])
+    klass = list(demo_classes()[LAB]["students"].items())
+    when = datetime.now(UTC) - timedelta(hours=1)
+    for i in range(students):
+        name, spec = klass[i % len(klass)]
+        write_submission(course, LAB, f"{name}{i:02d}", {**spec, "late": False}, when)
+    return course
+
+
+def fresh_copy(course: Path, dest: Path) -> Path:
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(course, dest, symlinks=True, ignore=shutil.ignore_patterns("grades.db*", "autograded"))
+    return dest
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} failed: {proc.stderr[-1500:]}")
+    return wall
+
+
+def floor(course: Path) -> float:
+    """Execute every submitted notebook bare (nbclient, fresh kernel each), in this one process."""
+    import nbclient
+    import nbformat
+
+    models = course / "source" / LAB / "models"
+    os.environ["SPARKGRADE_MODELS"] = str(models)
+    t0 = time.perf_counter()
+    for path in sorted((course / "submitted").glob(f"*/{LAB}/{LAB}.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        nbclient.NotebookClient(nb, timeout=600, allow_errors=True,
+                                resources={"metadata": {"path": str(path.parent)}}).execute()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=24)
+    parser.add_argument("--dir", default="/tmp/sparkgrade-bench")
+    parser.add_argument("--skip", nargs="*", default=[], help="nbgrader floor w1 w2 dask")
+    args = parser.parse_args()
+    root = Path(args.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    course = make_course(root, args.students)
+    n = args.students
+    results: dict[str, float] = {}
+    py = [sys.executable, "-m"]
+    if "nbgrader" not in args.skip:
+        c = fresh_copy(course, root / "nbgrader")
+        results["nbgrader autograde"] = timed([*py, "nbgrader", "autograde", LAB, "--force", "--log-level=ERROR",
+                                               "--Execute.timeout=600"], c)
+    if "floor" not in args.skip:
+        results["floor: bare execution"] = floor(fresh_copy(course, root / "floor"))
+    for workers in (1, 2):
+        if f"w{workers}" not in args.skip:
+            c = fresh_copy(course, root / f"w{workers}")
+            results[f"sparkgrade, {workers} worker(s)"] = timed(
+                [*py, "autograder.cli", "grade", str(c), LAB, "--workers", str(workers)], c)
+    if "dask" not in args.skip:
+        from distributed import LocalCluster
+
+        c = fresh_copy(course, root / "dask")
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+            results["sparkgrade, Dask LocalCluster (2 workers)"] = timed(
+                [*py, "autograder.cli", "grade", str(c), LAB, "--scheduler", lc.scheduler_address], c)
+    base = results.get("nbgrader autograde")
+    bare = results.get("floor: bare execution")
+    print(f"{n} submissions of {LAB}, {os.cpu_count()} cores")
+    print(f"{'run':45} {'wall s':>8} {'s/sub':>7} {'vs nbgrader':>12} {'vs floor':>9}")
+    for name, wall in results.items():
+        vs_nb = f"{base / wall:.2f}x" if base else "-"
+        vs_floor = f"{wall / bare - 1:+.0%}" if bare else "-"
+        print(f"{name:45} {wall:8.1f} {wall / n:7.2f} {vs_nb:>12} {vs_floor:>9}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Hidden checks of the submitted benchmarks.json (untrusted bytes): the configurations the lab asks for are
+recorded, and each group of physical bounds (autograder.plausibility) holds. One check per group of rules, so an
+impossible number costs that group's points only. Suspicious verdicts cost nothing here."""
+
+from __future__ import annotations
+
+import json
+
+from autograder.checks.api import CheckFailed
+from autograder.plausibility import InferenceRecord, check_benchmarks, parse_records, score_verdicts
+
+# Fields this lab's notebook records beyond the plausibility schema (its record_benchmark call adds them).
+LAB_EXTRAS = {"bits_per_byte"}
+REQUIRED_ARCHITECTURES = ("transformer", "mamba")
+MIN_ARCHITECTURES = 3
+RULES = {
+    "benchmarks_decode_speed": {"decode_bound"},
+    "benchmarks_time_to_first_token": {"ttft_bound"},
+    "benchmarks_memory": {"memory_floor", "memory_ceiling"},
+    "benchmarks_perplexity": {"perplexity_range"},
+}
+
+
+def load(submission):
+    raw = submission.files.get("benchmarks.json")
+    if raw is None:
+        raise CheckFailed("no benchmarks.json was submitted beside the notebook: run the benchmark cells")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckFailed(f"benchmarks.json is not valid JSON ({exc})") from None
+    if isinstance(data, list):
+        data = [{k: v for k, v in r.items() if k not in LAB_EXTRAS} if isinstance(r, dict) else r for r in data]
+    try:
+        return parse_records(data)
+    except ValueError as exc:
+        raise CheckFailed(f"benchmarks.json: {exc}") from None
+
+
+def fail_on(verdicts, rules, points):
+    bad = [v for v in verdicts if v.severity == "impossible" and (rules is None or v.rule in rules)]
+    if bad:
+        scored = score_verdicts(bad, {"impossible": points, "max_total": points})
+        raise CheckFailed(" ".join(v.message for v in scored.verdicts)[:1500])
+
+
+def judge(submission, rubric, check):
+    records = load(submission)
+    verdicts = check_benchmarks(records, submission.hardware)
+    owned = set().union(*RULES.values())
+    rules = RULES.get(check)
+    if rules is None:  # the "recorded" check answers for every impossible number no other check owns
+        verdicts = [v for v in verdicts if v.rule not in owned]
+    fail_on(verdicts, rules, rubric.checks[check].points)
+    return records
+
+
+def test_benchmarks_recorded(submission, rubric):
+    records = judge(submission, rubric, "benchmarks_recorded")
+    inference = [r for r in records if isinstance(r, InferenceRecord)]
+    architectures = {r.architecture for r in inference}
+    missing = [a for a in REQUIRED_ARCHITECTURES if a not in architectures]
+    if missing or len(architectures) < MIN_ARCHITECTURES:
+        raise CheckFailed(f"benchmarks.json should compare {MIN_ARCHITECTURES} or more architectures including "
+                          f"{' and '.join(REQUIRED_ARCHITECTURES)}; it has {sorted(architectures)}")
+    unscored = sorted({r.model for r in inference if r.perplexity is None})
+    if unscored:
+        raise CheckFailed(f"records of {', '.join(unscored)} have no perplexity: record the perplexity you measured")
+
+
+def test_benchmarks_decode_speed(submission, rubric):
+    judge(submission, rubric, "benchmarks_decode_speed")
+
+
+def test_benchmarks_time_to_first_token(submission, rubric):
+    judge(submission, rubric, "benchmarks_time_to_first_token")
+
+
+def test_benchmarks_memory(submission, rubric):
+    judge(submission, rubric, "benchmarks_memory")
+
+
+def test_benchmarks_perplexity(submission, rubric):
+    judge(submission, rubric, "benchmarks_perplexity")

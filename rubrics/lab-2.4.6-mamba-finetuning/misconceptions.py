@@ -1,0 +1,80 @@
+"""Known mistakes in lab 2.4.6, as mutated references. The engine names the one the student's outputs match.
+
+The mutants get the arguments the check sent: Model(name) stands for the model, loaded here from
+$SPARKGRADE_MODELS_TRUSTED as the sandbox loads it."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from autograder.checks.api import Misconception
+from autograder.sandbox import Model
+
+
+@cache
+def _load(root: str, name: str, dtype: str | None):
+    from transformers import AutoModelForCausalLM
+
+    kw = {"dtype": getattr(torch, dtype)} if dtype else {}
+    return AutoModelForCausalLM.from_pretrained(Path(root) / name, local_files_only=True, **kw).eval()
+
+
+def _model(model):
+    if isinstance(model, Model):
+        return _load(os.environ["SPARKGRADE_MODELS_TRUSTED"], model.name, model.dtype)
+    return model
+
+
+def _tied_twice(model):
+    params = [p for _, p in _model(model).named_parameters(remove_duplicate=False)]
+    return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
+
+
+def _with_buffers(model):
+    m = _model(model)
+    buffers = sum(b.numel() for b in m.buffers())
+    params = list(m.parameters())
+    return (sum(p.numel() for p in params if p.requires_grad) + buffers, sum(p.numel() for p in params) + buffers)
+
+
+def _bytes(model):
+    params = list(_model(model).parameters())
+    return (sum(p.numel() * p.element_size() for p in params if p.requires_grad),
+            sum(p.numel() * p.element_size() for p in params))
+
+
+def _mixer_children(model, wanted):
+    mixer = next(m for m in _model(model).modules() if type(m).__name__.endswith("Mixer"))
+    return [n for n, c in mixer.named_children() if isinstance(c, torch.nn.Linear) and n in wanted]
+
+
+MISCONCEPTIONS = [
+    Misconception("tied weights counted twice", "count_trainable_parameters",
+                  "The Mamba's lm_head IS its embedding matrix (tie_word_embeddings): model.parameters() yields "
+                  "it once; named_parameters(remove_duplicate=False) or a state_dict counts it twice.", _tied_twice),
+    Misconception("buffers counted as parameters", "count_trainable_parameters",
+                  "Buffers (such as rotary inv_freq) are not parameters: they are never trained. Count "
+                  "model.parameters() only.", _with_buffers),
+    Misconception("bytes instead of elements", "count_trainable_parameters",
+                  "Count parameter elements (p.numel()), not their bytes (numel x element_size).", _bytes),
+    Misconception("every Linear of the mixer", "mamba_lora_targets",
+                  "peft refuses out_proj for Mamba (the fused kernel reads its weight directly) and an adapter on "
+                  "dt_proj gets no gradient (its raw weight is multiplied directly): target in_proj and x_proj.",
+                  lambda model: _mixer_children(model, {"in_proj", "x_proj", "dt_proj", "out_proj"})),
+    Misconception("dt_proj targeted", "mamba_lora_targets",
+                  "transformers multiplies dt_proj.weight directly instead of calling the module, so a LoRA "
+                  "adapter on it receives no gradient and never trains.",
+                  lambda model: _mixer_children(model, {"in_proj", "x_proj", "dt_proj"})),
+    Misconception("in_proj only", "mamba_lora_targets",
+                  "x_proj makes the input-dependent delta, B and C (the selection mechanism) and is called as a "
+                  "module: adapt it too.", lambda model: _mixer_children(model, {"in_proj"})),
+    Misconception("full module paths", "mamba_lora_targets",
+                  "peft's target_modules takes the last component of a module's name (in_proj), which matches it "
+                  "in every layer; a full path names one layer only.",
+                  lambda model: [f"backbone.layers.0.mixer.{n}"
+                                 for n in _mixer_children(model, {"in_proj", "x_proj"})]),
+]

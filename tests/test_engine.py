@@ -159,3 +159,36 @@ def softmax(x):
     found = " | ".join(f.message for f in record.flags if f.kind == "suspicious-code")
     assert "numpy.testing.assert_allclose" in found and "socket" in found and "inspect.stack" in found
     assert record.score == 4  # a flag is for a person to read; the points still come from the checks
+
+
+def test_searching_the_stack_and_heap_finds_no_expected_values(toy, tmp_path):
+    # The reference answer is computed outside the sandbox: there is nothing to find in here.
+    cheat = """
+def softmax(x):
+    import gc, inspect
+    for frame in inspect.stack():
+        for v in list(frame.frame.f_locals.values()):
+            if isinstance(v, torch.Tensor) and v.shape == x.shape and v is not x:
+                return v
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.Tensor) and obj.shape == x.shape and obj is not x:
+            return obj
+    return x
+"""
+    record, _ = grade(toy, tmp_path, softmax=cheat)
+    assert by_id(record)["softmax_rows"].status == "failed" and by_id(record)["softmax_shape"].status == "failed"
+    assert record.score == 1
+
+
+def test_csv_and_canvas_exports(toy, tmp_path):
+    import csv
+    import io
+
+    from autograder.export import to_canvas, to_csv
+
+    record, _ = grade(toy, tmp_path, softmax="def softmax(x):\n    return x")
+    rows = list(csv.DictReader(io.StringIO(to_csv([record]))))
+    assert {r["check"] for r in rows} == {"softmax_rows", "softmax_shape", "clip_norm_value"}
+    canvas = list(csv.reader(io.StringIO(to_canvas([record]))))
+    assert canvas[0][:4] == ["Student", "ID", "SIS User ID", "Section"] and canvas[0][4] == LAB
+    assert canvas[1][4] == "4.0" and canvas[2][0] == "s" and canvas[2][4] == "1.0"

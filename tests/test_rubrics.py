@@ -30,7 +30,7 @@ import torch
 import transformers
 
 import reference
-from autograder.checks.plugin import SubmissionContext
+from autograder.checks.plugin import GRAD_OUTPUT, GRAD_WRT, SubmissionContext
 from autograder.checks.runner import check_files, load_misconceptions, run_checks
 from autograder.paths import assignments_root, rubrics_root
 from autograder.rubric import load_rubric
@@ -76,8 +76,17 @@ class LocalCaller:
         fn = self.namespace.get(function)
         if fn is None:
             return CallResult("error", error=f"NameError: {function!r} is not defined", sandboxed=False)
+        args, kwargs = list(_resolve(_copy(tuple(args)))), _resolve(_copy(dict(kwargs or {})))
+        wrt, grad_output = kwargs.pop(GRAD_WRT, None), kwargs.pop(GRAD_OUTPUT, None)
         try:
-            value = fn(*_resolve(_copy(tuple(args))), **_resolve(_copy(dict(kwargs or {}))))
+            if wrt is None:
+                value = fn(*args, **kwargs)
+            else:  # a gradient call, as sandbox/inner.py answers it
+                for i in wrt:
+                    args[i] = args[i].requires_grad_(True)
+                out = fn(*args, **kwargs)
+                out = out[0] if isinstance(out, tuple | list) else out
+                value = torch.autograd.grad(out, [args[i] for i in wrt], grad_output, allow_unused=True)
         except Exception as exc:
             return CallResult("error", error=f"{type(exc).__name__}: {exc}", sandboxed=False)
         return CallResult("ok", value=_copy(value), sandboxed=False)

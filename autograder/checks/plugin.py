@@ -41,6 +41,11 @@ class SubmissionContext:
     device: str = "cpu"
 
 
+# Reserved keyword names that turn a call into a gradient call (sandbox/inner.py pops them before the call).
+GRAD_WRT = "__sparkgrade_grad_wrt__"
+GRAD_OUTPUT = "__sparkgrade_grad_output__"
+
+
 class StudentProxy:
     """Attribute access gives a function that calls into the sandbox; every call is recorded for diagnosis."""
 
@@ -48,6 +53,13 @@ class StudentProxy:
         self._caller = caller
         self._device = device
         self.calls: list[RecordedCall] = []
+
+    def gradients(self, function: str, *args: Any, wrt: Sequence[int], grad_output: torch.Tensor,
+                  **kwargs: Any) -> Any:
+        """d(first output . grad_output) / d(args[i]) for i in ``wrt``, by autograd through the student's function
+        inside the sandbox: a tuple of tensors shaped like those arguments."""
+        extra = {GRAD_WRT: list(wrt), GRAD_OUTPUT: grad_output}
+        return getattr(self, function)(*args, **kwargs, **extra)
 
     def __getattr__(self, function: str) -> Callable[..., Any]:
         if function.startswith("_"):

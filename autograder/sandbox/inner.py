@@ -80,6 +80,13 @@ def _sparkgrade_call(ns, call_dir, function, models_dir):
 
     args = [dec(a) for a in spec["args"]]
     kwargs = {k: dec(a) for k, a in spec["kwargs"].items()}
+    # A gradient call: d(first output . grad_output) / d(args[i]) for i in wrt, by autograd through the function.
+    grad_wrt = kwargs.pop("__sparkgrade_grad_wrt__", None)
+    grad_output = kwargs.pop("__sparkgrade_grad_output__", None)
+    if grad_wrt is not None:
+        grad_wrt = [int(i) for i in grad_wrt]
+        for i in grad_wrt:
+            args[i] = args[i].detach().clone().requires_grad_(True)
     fn = ns.get(function)
     if type(fn) is not types.FunctionType:
         raise NameError(f"{function!r} is not a function defined in the notebook")
@@ -121,7 +128,18 @@ def _sparkgrade_call(ns, call_dir, function, models_dir):
         )
 
     start = time.perf_counter()
-    result = fn(*args, **kwargs)
+    if grad_wrt is None:
+        result = fn(*args, **kwargs)
+    else:
+        import torch
+
+        with torch.enable_grad():
+            result = fn(*args, **kwargs)
+            first = result[0] if isinstance(result, (tuple, list)) else result
+            if not isinstance(first, torch.Tensor) or not first.requires_grad:
+                raise TypeError("the output is not differentiable with respect to the inputs (no autograd graph)")
+            grads = torch.autograd.grad(first, [args[i] for i in grad_wrt], grad_output, allow_unused=True)
+            result = tuple(torch.zeros_like(args[i]) if g is None else g for i, g in zip(grad_wrt, grads))
     wall = time.perf_counter() - start
     encoded = enc(result, 0)
     if out:

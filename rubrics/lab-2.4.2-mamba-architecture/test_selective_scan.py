@@ -75,3 +75,21 @@ def test_scan_edge_L1_N1(student, tol, scan_inputs):
     for shape in (dict(L=1), dict(N=1)):
         got, want, rtol, atol = check(student, tol, scan_inputs(**shape), ("D",))
         expect_close(got, want, name=f"out with {shape}", rtol=rtol, atol=atol, axes=AXES)
+
+
+def test_scan_gradients(student, tol, scan_inputs, rng):
+    # FACTS.md: mamba-ssm tests du at 2x the output tolerance, ddelta at 5x rtol / 10x atol, the weights at 1e-3.
+    x = scan_inputs(L=12, N=3)
+    args = [x[k] for k in ("u", "delta", "A", "B", "C")]
+    kwargs = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], delta_softplus=True)
+    grad_output = torch.randn(x["u"].shape, generator=rng)
+    got = student.gradients("selective_scan", *args, wrt=range(5), grad_output=grad_output, **kwargs)
+    leaves = [a.clone().requires_grad_(True) for a in args]
+    want = torch.autograd.grad(reference_scan(*leaves, **kwargs, backend="sequential"), leaves, grad_output)
+    if not isinstance(got, tuple | list) or len(got) != 5:
+        raise AssertionError("the gradient call should give one gradient per input")
+    rtol, atol = tol(torch.float32)
+    scale = {"u": (2, 2), "delta": (5, 10), "A": (None, None), "B": (None, None), "C": (None, None)}
+    for name, g, w in zip(("u", "delta", "A", "B", "C"), got, want, strict=True):
+        r, a = scale[name]
+        expect_close(g, w, name=f"d out / d {name}", rtol=rtol * r if r else 1e-3, atol=atol * a if a else 1e-3)

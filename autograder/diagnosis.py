@@ -85,4 +85,6 @@ def diagnose(calls: Sequence[RecordedCall], catalogue: Sequence[Misconception],
     if "max_abs_error" in failure_details:
         return (f"{NO_MATCH}; the largest error is {failure_details['max_abs_error']:.3g} in "
                 f"{failure_details.get('output', 'the output')} at index {failure_details.get('at')}.")
-    return f"{NO_MATCH}."
+    if any(m.function == c.function for c in calls for m in catalogue):
+        return f"{NO_MATCH}."
+    return ""  # nothing to match against (e.g. a check of submitted benchmark numbers): the message says it all

@@ -23,6 +23,7 @@ import nbformat
 
 from autograder.errors import UserError
 from autograder.paths import assignments_root, ensure_python_bin_on_path
+from autograder.rubric import load_rubric, rubric_dir
 from autograder.store import CourseStore
 
 MODEL_REF = re.compile(r'MODELS_DIR\s*/\s*"([\w.-]+)"')
@@ -98,7 +99,10 @@ def init_course(course_dir: Path, labs: list[str] | None = None) -> list[str]:
                 shutil.copytree(path, dst / path.name, dirs_exist_ok=True)
             else:
                 shutil.copy2(path, dst / path.name)
-        for name in models_used(dst / f"{lab}.ipynb"):
+        wanted = set(models_used(dst / f"{lab}.ipynb"))
+        if (rubric_dir(lab) / "rubric.yaml").is_file():
+            wanted |= set(load_rubric(lab).models)
+        for name in sorted(wanted):
             if not (cache / name).exists():
                 continue  # an optional model this transformers version cannot build (the lab skips it too)
             _link_tree(cache / name, dst / "models" / name)

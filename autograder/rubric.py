@@ -44,6 +44,7 @@ class Rubric(BaseModel):
     # parameters cell, the solution cells and the student's definition-only cells (autograder/execution.py).
     execute: Literal["all", "definitions"] = "all"
     setup_cells: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list)  # tiny models the checks use beyond those the notebook names
     tolerances: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     checks: dict[str, CheckSpec]
 

@@ -7,6 +7,7 @@ Fixtures a check can ask for:
     rubric      the lab's Rubric (tolerances, hardware)
     tol         ``tol(dtype) -> (rtol, atol)`` from the rubric
     submission  SubmissionContext: the submitted files the checks may read as data (e.g. benchmarks.json)
+    trusted_model  the lab's tiny models loaded on this side (autograder.checks.trusted)
 """
 
 from __future__ import annotations
@@ -126,6 +127,13 @@ class CheckPlugin:
     @pytest.fixture
     def submission(self) -> SubmissionContext:
         return self.context
+
+    @pytest.fixture
+    def trusted_model(self) -> Callable[..., Any]:
+        """``trusted_model(name, dtype=None)``: the model ``Model(name, dtype)`` names, loaded in this process."""
+        from autograder.checks.trusted import trusted_model
+
+        return trusted_model
 
     # -- outcomes ---------------------------------------------------------------------------------------------
     @pytest.hookimpl(hookwrapper=True)

@@ -6,27 +6,17 @@ $SPARKGRADE_MODELS_TRUSTED as the sandbox loads it."""
 from __future__ import annotations
 
 import math
-import os
-from functools import cache
-from pathlib import Path
 
 import torch
 
 from autograder.checks.api import Misconception
+from autograder.checks.trusted import trusted_model
 from autograder.sandbox import Model
-
-
-@cache
-def _load(root: str, name: str, dtype: str | None):
-    from transformers import AutoModelForCausalLM
-
-    kw = {"dtype": getattr(torch, dtype)} if dtype else {}
-    return AutoModelForCausalLM.from_pretrained(Path(root) / name, local_files_only=True, **kw).eval()
 
 
 def _model(model):
     if isinstance(model, Model):
-        return _load(os.environ["SPARKGRADE_MODELS_TRUSTED"], model.name, model.dtype)
+        return trusted_model(model.name, model.dtype)
     return model
 
 

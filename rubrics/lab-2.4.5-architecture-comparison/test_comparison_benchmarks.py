@@ -4,10 +4,9 @@ impossible number costs that group's points only. Suspicious verdicts cost nothi
 
 from __future__ import annotations
 
-import json
-
 from autograder.checks.api import CheckFailed
-from autograder.plausibility import InferenceRecord, check_benchmarks, parse_records, score_verdicts
+from autograder.checks.trusted import judge_benchmarks
+from autograder.plausibility import InferenceRecord
 
 # Fields this lab's notebook records beyond the plausibility schema (its record_benchmark call adds them).
 LAB_EXTRAS = {"bits_per_byte"}
@@ -21,38 +20,8 @@ RULES = {
 }
 
 
-def load(submission):
-    raw = submission.files.get("benchmarks.json")
-    if raw is None:
-        raise CheckFailed("no benchmarks.json was submitted beside the notebook: run the benchmark cells")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckFailed(f"benchmarks.json is not valid JSON ({exc})") from None
-    if isinstance(data, list):
-        data = [{k: v for k, v in r.items() if k not in LAB_EXTRAS} if isinstance(r, dict) else r for r in data]
-    try:
-        return parse_records(data)
-    except ValueError as exc:
-        raise CheckFailed(f"benchmarks.json: {exc}") from None
-
-
-def fail_on(verdicts, rules, points):
-    bad = [v for v in verdicts if v.severity == "impossible" and (rules is None or v.rule in rules)]
-    if bad:
-        scored = score_verdicts(bad, {"impossible": points, "max_total": points})
-        raise CheckFailed(" ".join(v.message for v in scored.verdicts)[:1500])
-
-
 def judge(submission, rubric, check):
-    records = load(submission)
-    verdicts = check_benchmarks(records, submission.hardware)
-    owned = set().union(*RULES.values())
-    rules = RULES.get(check)
-    if rules is None:  # the "recorded" check answers for every impossible number no other check owns
-        verdicts = [v for v in verdicts if v.rule not in owned]
-    fail_on(verdicts, rules, rubric.checks[check].points)
-    return records
+    return judge_benchmarks(submission, rubric, check, RULES, extras=LAB_EXTRAS)
 
 
 def test_benchmarks_recorded(submission, rubric):

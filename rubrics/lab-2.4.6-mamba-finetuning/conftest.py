@@ -5,34 +5,8 @@ the sandbox loads ``Model(name)`` from). Without it the checks that need a model
 
 from __future__ import annotations
 
-import os
-from functools import cache
-from pathlib import Path
-
-import pytest
-import torch
-
-MODELS_ENV = "SPARKGRADE_MODELS_TRUSTED"
 
 
-def _load(name: str, dtype: str | None = None):
-    root = os.environ.get(MODELS_ENV)
-    if not root or not (Path(root) / name).is_dir():
-        raise RuntimeError(f"the grader needs the lab's models folder in ${MODELS_ENV} (no model {name!r} there)")
-    return _load_from(root, name, dtype)
 
-
-@cache
-def _load_from(root: str, name: str, dtype: str | None):
-    from transformers import AutoModelForCausalLM
-
-    kw = {"dtype": getattr(torch, dtype)} if dtype else {}
-    return AutoModelForCausalLM.from_pretrained(Path(root) / name, local_files_only=True, **kw).eval()
-
-
-@pytest.fixture
-def trusted_model():
-    """``trusted_model(name, dtype=None)``: the model ``Model(name, dtype)`` names, loaded here as the kernel does."""
-    return _load
 
 

@@ -151,12 +151,15 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_siz
         for t in range(1, n):
             h[t].addcmul_(a[t], h[t - 1])
         x = h[n - 1].clone()
-        if C.dim() == 2:
-            y[start : start + n] = (h * C).sum(-1)
-        else:  # (n, b, 1|d, N) . (n, b, d, N) summed over N, as a batched matmul
-            C_c = C[start : start + n].expand(n, batch, dim, N)
-            torch.matmul(h.unsqueeze(-2), C_c.unsqueeze(-1), out=y[start : start + n, :, :, None, None])
-    return _finish(y.permute(1, 2, 0), u, D, z, dtype_in), x
+        y_c = y[start : start + n]
+        if C.dim() == 2:  # fixed (d, N)
+            torch.sum(h * C, dim=-1, out=y_c)
+        elif C.shape[2] == 1:  # variable: one C_l per (batch, position): a matrix-vector product per pair
+            torch.bmm(h.view(n * batch, dim, N), C[start : start + n].view(n * batch, N, 1),
+                      out=y_c.view(n * batch, dim, 1))
+        else:  # grouped, expanded per channel
+            torch.sum(h * C[start : start + n], dim=-1, out=y_c)
+    return _finish(y.permute(1, 2, 0).contiguous(), u, D, z, dtype_in), x
 
 
 def _scan_mamba_ssm(u, delta, A, B, C, D, z, delta_bias, delta_softplus):

@@ -328,3 +328,16 @@ def test_dishonest_benchmark_generation_fails_its_check(lab, wrong, check):
     ns["benchmark_generation"] = wrong(ns["benchmark_generation"])
     _, results = grade_locally(lab, ns, select_check=check)
     assert results[check].status == "failed", results[check]
+
+
+@pytest.mark.parametrize("lab", sorted(p.parent.name for p in rubrics_root().glob("*/rubric.yaml")))
+def test_every_graded_function_has_a_visible_test_cell_with_its_points(lab):
+    """formgrader and `nbgrader export` show the same autograded points as `sparkgrade export`."""
+    totals: dict[str, float] = {}
+    for spec in load_rubric(lab).checks.values():
+        totals[spec.function] = totals.get(spec.function, 0) + spec.points
+    nb = nbformat.read(assignments_root() / "source" / lab / f"{lab}.ipynb", as_version=4)
+    cells = {c.metadata["nbgrader"]["grade_id"].removeprefix("test_"): c.metadata["nbgrader"]["points"]
+             for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")
+             and not c.metadata["nbgrader"].get("solution")}
+    assert {fn: cells.get(fn) for fn in totals} == totals

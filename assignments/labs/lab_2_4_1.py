@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common import SOURCE_ROOT, labkit, parameters_cell, profile_cell, setup_cell
+from common import SOURCE_ROOT, benchmarks_test_cell, labkit, parameters_cell, profile_cell, setup_cell
 from nbbuild import code, locked, md, solution, visible_tests, write, written
 
 LAB_ID = "lab-2.4.1-mamba-inference"
@@ -447,6 +447,7 @@ def cells():
         the hardware's bandwidth and compute).
         """),
         locked("run-benchmarks", RUN_BENCH),
+        benchmarks_test_cell(),
         code(BENCH_PLOT),
         md("## Part 3: what the numbers mean"),
         written("decode_roofline", Q_DECODE[0], points=3, model_answer=Q_DECODE[1]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common import SOURCE_ROOT, labkit, parameters_cell, profile_cell, setup_cell
+from common import SOURCE_ROOT, benchmarks_test_cell, labkit, parameters_cell, profile_cell, setup_cell
 from nbbuild import code, locked, md, solution, visible_tests, write, written
 
 LAB_ID = "lab-2.4.5-architecture-comparison"
@@ -309,6 +309,7 @@ def cells():
         `benchmarks.json` with its perplexity.
         """),
         locked("measure-architectures", MEASURE),
+        benchmarks_test_cell(),
         code(REPORT),
         md("## Part 3: the comparison report"),
         written("comparison_report", Q_REPORT[0], points=6, model_answer=Q_REPORT[1]),

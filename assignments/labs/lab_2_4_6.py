@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # nbbuild, labkit
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # reference (builder only: not in the notebook)
 
 import labkit
-from common import SOURCE_ROOT, parameters_cell, profile_cell, setup_cell
+from common import SOURCE_ROOT, benchmarks_test_cell, parameters_cell, profile_cell, setup_cell
 from nbbuild import code, locked, md, solution, visible_tests, write, written
 
 from reference.tiny.corpus import instruction_pairs
@@ -159,6 +159,7 @@ def cells() -> list:
         training configuration.
         """),
         locked("record", RECORD),
+        benchmarks_test_cell(),
         md("## 8. Questions"),
         written(
             "q_lora_targets",

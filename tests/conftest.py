@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 # Nothing may come from a model hub: the product runs offline and so do its tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
 import pytest
+
+# One build of the tiny models serves every test (and later runs: the build is skipped while its recipe is unchanged).
+TEST_MODELS = Path(os.environ.get("SPARKGRADE_TEST_MODELS", Path(tempfile.gettempdir()) / "sparkgrade-test-models"))
 
 
 @pytest.fixture(scope="session")
-def tiny_models_cache(tmp_path_factory):
-    """The tiny offline models, built once per test session and shared by every course a test creates."""
+def tiny_models_dir() -> Path:
+    """The tiny offline models and their data, as reference.tiny builds them."""
     from reference.tiny import build_models
 
-    cache = tmp_path_factory.mktemp("tiny-models")
-    build_models(cache)
+    build_models(TEST_MODELS)
+    return TEST_MODELS
+
+
+@pytest.fixture(scope="session")
+def tiny_models_cache(tiny_models_dir):
+    """The same models as the cache every course a test creates links its labs' models from."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("SPARKGRADE_MODEL_CACHE", str(cache))
-    yield cache
+    mp.setenv("SPARKGRADE_MODEL_CACHE", str(tiny_models_dir))
+    yield tiny_models_dir
     mp.undo()
 
 

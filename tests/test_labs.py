@@ -40,39 +40,9 @@ def source_notebook(lab_id: str) -> Path:
     return path
 
 
-def _build_stand_in(out_dir: Path) -> None:
-    """Untrained tiny models from reference.tiny's specs, until reference.tiny.build_models lands."""
-    import torch
-    import transformers
-
-    from reference.tiny.configs import SPECS
-    from reference.tiny.corpus import generate_corpus
-    from reference.tiny.tokenizer import train_tokenizer
-
-    corpus = generate_corpus(20_000, 4_000, seed=0)
-    tokenizer = train_tokenizer(list(corpus.values()))
-    torch.manual_seed(0)
-    for spec in SPECS.values():
-        config = getattr(transformers, spec.config_class)(**spec.config)
-        model = getattr(transformers, spec.model_class)(config)
-        model.save_pretrained(out_dir / spec.name)
-        tokenizer.save_pretrained(out_dir / spec.name)
-    data = out_dir / "data" / "corpus"
-    data.mkdir(parents=True)
-    for name, text in corpus.items():
-        (data / f"{name}.txt").write_text(text)
-
-
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tiny-models")
-    try:
-        from reference.tiny import build_models
-    except ImportError:
-        _build_stand_in(out)
-    else:
-        build_models(out)
-    return out
+def models_dir(tiny_models_dir) -> Path:
+    return tiny_models_dir
 
 
 def _env(models_dir: Path, **extra: str) -> dict[str, str]:

@@ -19,7 +19,6 @@ import importlib.util
 import json
 import math
 import os
-import tempfile
 import time
 from functools import cache
 from pathlib import Path
@@ -39,15 +38,11 @@ from autograder.sandbox import CallResult, Model
 FUNCTION_LABS = sorted(p.parent.name for p in rubrics_root().glob("*/misconceptions.py"))
 MODELS_ENV = "SPARKGRADE_MODELS_TRUSTED"
 SLOW_FUNCTIONS = frozenset({"benchmark_generation"})
-MODELS_CACHE = Path(os.environ.get("SPARKGRADE_TEST_MODELS", Path(tempfile.gettempdir()) / "sparkgrade-test-models"))
 
 
 @pytest.fixture(scope="session")
-def models_dir() -> Path:
-    from reference.tiny import build_models
-
-    build_models(MODELS_CACHE)
-    return MODELS_CACHE
+def models_dir(tiny_models_dir) -> Path:
+    return tiny_models_dir
 
 
 @pytest.fixture(autouse=True)

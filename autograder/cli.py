@@ -27,6 +27,10 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
                    help="local worker processes (default: from cores and GPUs)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run the tasks on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
+    _add_db(p)
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", metavar="URL", default=None,
                    help="grade database URL (default: SQLite in COURSE_DIR/.sparkgrade/grades.db), "
                         "e.g. postgresql+psycopg://user@host/course")
@@ -35,11 +39,13 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
 def _add_feedback(p: argparse.ArgumentParser) -> None:
     p.add_argument("course_dir")
     p.add_argument("lab")
+    _add_db(p)
 
 
 def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("course_dir")
     p.add_argument("lab")
+    _add_db(p)
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:
@@ -47,9 +53,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--assignment", metavar="LAB")
     p.add_argument("--format", choices=["json", "csv", "canvas"], default="json")
     p.add_argument("-o", "--output", metavar="FILE")
-    p.add_argument("--db", metavar="URL", default=None,
-                   help="grade database URL (default: SQLite in COURSE_DIR/.sparkgrade/grades.db), "
-                        "e.g. postgresql+psycopg://user@host/course")
+    _add_db(p)
 
 
 def _add_check_benchmarks(p: argparse.ArgumentParser) -> None:

@@ -32,17 +32,12 @@ def _safe_name(student: str) -> bool:
         and "\0" not in student
 
 
-def _records(course_dir: Path, lab: str) -> list[GradeRecord]:
+def _records(course_dir: Path, lab: str, db_url: str | None = None) -> list[GradeRecord]:
     if not course_dir.is_dir():
         raise UserError(f"{course_dir}: no such course folder")
     check_lab(lab)
-    store = CourseStore(course_dir)
-    try:
+    with CourseStore(course_dir, db_url) as store:
         records = list(store.records(lab))
-    finally:
-        close = getattr(store, "close", None)  # the SQL store holds connections; the file store had none
-        if close is not None:
-            close()
     if not records:
         raise UserError(f"no graded submissions of {lab} in {course_dir}: run `sparkgrade grade {course_dir} {lab}` "
                         "first")
@@ -52,7 +47,7 @@ def _records(course_dir: Path, lab: str) -> list[GradeRecord]:
 def cmd_feedback(args: argparse.Namespace) -> int:
     """`sparkgrade feedback COURSE_DIR LAB`: one page per graded submission."""
     course_dir = Path(args.course_dir)
-    records = _records(course_dir, args.lab)
+    records = _records(course_dir, args.lab, getattr(args, "db", None))
     rubric = load_rubric(args.lab)
     written = 0
     for record in records:
@@ -68,7 +63,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """`sparkgrade report COURSE_DIR LAB`: the class page for instructors."""
     course_dir = Path(args.course_dir)
-    records = _records(course_dir, args.lab)
+    records = _records(course_dir, args.lab, getattr(args, "db", None))
     path = write_report(course_dir, records, load_rubric(args.lab))
     print(f"wrote the class report of {args.lab} ({len(records)} submissions) to {path}")
     return 0

@@ -28,7 +28,13 @@ from autograder.checks.runner import run_checks
 from autograder.errors import UserError
 from autograder.execution import select_cells
 from autograder.gradebook import seconds_late, sync_record
-from autograder.integrity import InvalidNotebook, read_submission, repair_locked_cells, suspicious_code
+from autograder.integrity import (
+    MAX_NOTEBOOK_BYTES,
+    InvalidNotebook,
+    read_submission,
+    repair_locked_cells,
+    suspicious_code,
+)
 from autograder.paths import assignments_root, check_lab
 from autograder.records import CheckResult, Flag, GradeRecord
 from autograder.rubric import Rubric, load_rubric
@@ -179,12 +185,27 @@ def find_submissions(course_dir: Path, lab: str, students: list[str] | None) -> 
 
 
 def read_submission_folder(student: str, lab: str, notebook_path: Path) -> Submission:
-    files = {}
-    for name, cap in DATA_FILES.items():
-        path = notebook_path.parent / name
-        if path.is_file() and path.stat().st_size <= cap:
-            files[name] = path.read_bytes()
-    return Submission(student, lab, notebook_path.read_bytes(), files)
+    """The submitted notebook and data files. The student made this folder: a symlink or FIFO planted under an
+    expected name is not followed (it would let the grader read the course secret or another submission)."""
+    from autograder.sandbox.codec import OutputError, open_dir, read_bounded
+
+    dir_fd = open_dir(str(notebook_path.parent))
+    try:
+        files = {}
+        for name, cap in DATA_FILES.items():
+            try:
+                data = read_bounded(dir_fd, name, cap)
+            except OutputError:
+                data = None  # the benchmark checks then say that no usable file was submitted
+            if data is not None:
+                files[name] = data
+        try:
+            notebook = read_bounded(dir_fd, notebook_path.name, 2 * MAX_NOTEBOOK_BYTES) or b""
+        except OutputError:
+            notebook = b""  # graded as invalid: not a notebook we can read
+    finally:
+        os.close(dir_fd)
+    return Submission(student, lab, notebook, files)
 
 
 def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, *, no_sandbox: bool = False,

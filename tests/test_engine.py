@@ -192,3 +192,19 @@ def test_csv_and_canvas_exports(toy, tmp_path):
     canvas = list(csv.reader(io.StringIO(to_canvas([record]))))
     assert canvas[0][:4] == ["Student", "ID", "SIS User ID", "Section"] and canvas[0][4] == LAB
     assert canvas[1][4] == "4.0" and canvas[2][0] == "s" and canvas[2][4] == "1.0"
+
+
+def test_symlinks_planted_in_a_submission_folder_are_not_followed(tmp_path):
+    from autograder.grading import read_submission_folder
+
+    secret = tmp_path / "secret"
+    secret.write_text("course secret")
+    folder = tmp_path / "submitted" / "mallory" / LAB
+    folder.mkdir(parents=True)
+    (folder / "benchmarks.json").symlink_to(secret)
+    (folder / f"{LAB}.ipynb").symlink_to(secret)
+    sub = read_submission_folder("mallory", LAB, folder / f"{LAB}.ipynb")
+    assert "benchmarks.json" not in sub.files and sub.notebook == b""
+    (folder / "benchmarks.json").unlink()
+    (folder / "benchmarks.json").write_text("[]")
+    assert read_submission_folder("mallory", LAB, folder / f"{LAB}.ipynb").files["benchmarks.json"] == b"[]"

@@ -292,6 +292,32 @@ def test_concurrent_writers_lose_nothing_and_duplicate_nothing(db_url, tmp_path)
                 3 * (workers * students + 1 + workers)
 
 
+def _open_fresh(course: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        with CourseStore(Path(course)) as store:
+            store.engine  # noqa: B018 - connect, switch to WAL, migrate
+            with store.engine.connect() as conn:
+                results.put(conn.exec_driver_sql("PRAGMA journal_mode").scalar())
+    except Exception as err:  # reported to the parent, which fails the test
+        results.put(f"{type(err).__name__}: {err}")
+
+
+def test_processes_opening_a_fresh_sqlite_database_at_once_all_get_it(tmp_path):
+    # CI once failed with "database is locked": two processes switching a brand-new file to WAL together.
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(3):
+        course = tmp_path / f"c{trial}"
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open_fresh, args=(str(course), barrier, results)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        got = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(10)
+        assert got == ["wal"] * 6
+
+
 def _killed_mid_write(course: str, url: str, marker: str) -> None:
     def hang(session, _flush_context) -> None:
         if any(isinstance(o, CheckResultRow) for o in session.new):

@@ -8,6 +8,7 @@ PostgreSQL needs none of that: its transactions and row locks do the same job.
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def open_engine(url: str) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_S})
         except ImportError as err:  # pragma: no cover - sqlite3 is in the standard library
             raise UserError(f"cannot open {describe(url)}: {err}") from err
-        _sqlite_pragmas(engine)
+        _sqlite_pragmas(engine, Path(parsed.database))
         return engine
     try:
         return create_engine(parsed, pool_pre_ping=True)
@@ -62,14 +63,14 @@ def open_engine(url: str) -> Engine:
         raise UserError("PostgreSQL needs psycopg 3: pip install 'sparkgrade[postgres]'") from err
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, path: Path) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's BEGIN below, not the sqlite3 module, start transactions.
         dbapi_connection.isolation_level = None
         cur = dbapi_connection.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-        cur.execute("PRAGMA journal_mode = WAL")
+        _enter_wal(cur, path)
         cur.execute("PRAGMA synchronous = NORMAL")  # with WAL: a killed process loses nothing committed
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
@@ -77,6 +78,22 @@ def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sparkgrade_write") else "BEGIN")
+
+
+def _enter_wal(cur: Any, path: Path) -> None:
+    """Switch the file to WAL, a persistent setting that later connections find done. Converting a fresh file
+    needs it to itself, and two processes converting at once can each hold the lock the other waits for until the
+    busy timeout runs out ("database is locked", seen in CI). A file lock beside the database lets one process at a
+    time do the switch; the rest then find WAL already set. A killed holder releases it with its last descriptor."""
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    if str(mode).lower() != "wal":
+        raise UserError(f"cannot put the grade database {path} in WAL mode (SQLite kept {mode!r}); "
+                        "is it on a network file system?")
 
 
 def alembic_config(connection: Connection | None = None):

@@ -20,7 +20,9 @@ that compute dtype; out is cast back to u's dtype.
 
 Backends behind one API:
     sequential  the oracle: one step per position, exactly the equations above.
-    chunked     parallel within chunks of positions (cumulative log-decay), sequential across chunks.
+    chunked     chunk by chunk: the decays of a chunk's positions at once, then the recurrence and read-out fused
+                in one compiled loop per (batch, channel) row (numba, on CPU), or a torch loop where numba is
+                missing and on CUDA without mamba-ssm.
     mamba_ssm   mamba-ssm's CUDA kernel, when it imports and the inputs are on a CUDA device.
 """
 
@@ -31,6 +33,8 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+
+from reference import _cpu_scan
 
 Backend = Literal["auto", "sequential", "chunked", "mamba_ssm"]
 
@@ -119,7 +123,7 @@ def _time_major(M: torch.Tensor) -> torch.Tensor:
     return M if M.dim() == 2 else M.permute(3, 0, 1, 2).contiguous()
 
 
-def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=DEFAULT_CHUNK):
+def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=None, compiled=True):
     """Chunk by chunk, time-major, in buffers sized to stay in cache.
 
     Inside a chunk of T positions everything but the recurrence is computed for all T positions at once: the
@@ -127,16 +131,23 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_siz
     recurrence itself is one fused multiply-add per position (x_l = deltaA_l * x_{l-1} + deltaBu_l, in place).
     On a CPU this beats a log-depth parallel scan: the work is memory-bound, and a chunk-parallel formulation
     (cumulative sums of log-decays) reads and writes the (b, d, L, N) tensors several more times.
+
+    On CPU, where numba imports and ``compiled`` is left on, the recurrence and read-out run fused in one compiled
+    loop instead (reference/_cpu_scan.py): same chunks, no torch op per position. ``chunk_size`` None is each
+    path's default.
     """
     dtype_in = u.dtype
     dt, u, delta, A = _prepare(u, delta, A, delta_bias, delta_softplus)
+    if compiled and not u.is_cuda and _cpu_scan.available():  # the fused CPU kernel (numba), when it imports
+        y, x = _cpu_scan.scan(u, delta, A, B, C, chunk=chunk_size or _cpu_scan.CHUNK)
+        return _finish(y, u, D, z, dtype_in), x
     batch, dim, L = u.shape
     N = A.shape[1]
     B = _time_major(_expand_bc(B, dim, dt))
     C = _time_major(_expand_bc(C, dim, dt))
     delta_t = delta.permute(2, 0, 1).contiguous()  # (L, b, d)
     du_t = (delta * u).permute(2, 0, 1).contiguous()
-    T = max(1, min(chunk_size, L))
+    T = max(1, min(chunk_size or DEFAULT_CHUNK, L))
     decay = u.new_empty(T, batch, dim, N)
     states = u.new_empty(T, batch, dim, N)
     y = u.new_empty(L, batch, dim)

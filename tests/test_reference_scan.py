@@ -53,9 +53,10 @@ def test_known_answer_one_channel_two_steps():
     batch=st.integers(1, 2), dim=st.sampled_from([2, 4, 6]), L=st.integers(1, 40), N=st.integers(1, 5),
     bc=st.sampled_from(["fixed", "variable", "grouped"]), chunk=st.integers(1, 17),
     use_d=st.booleans(), use_z=st.booleans(), use_bias=st.booleans(), softplus=st.booleans(),
-    seed=st.integers(0, 2**16),
+    seed=st.integers(0, 2**16), compiled=st.booleans(),
 )
-def test_chunked_equals_sequential(batch, dim, L, N, bc, chunk, use_d, use_z, use_bias, softplus, seed):
+def test_chunked_equals_sequential(batch, dim, L, N, bc, chunk, use_d, use_z, use_bias, softplus, seed, compiled):
+    # compiled: the fused numba kernel (the CPU default); otherwise the torch chunk loop (CUDA, or numba missing).
     from reference import scan
 
     x = make_inputs(batch, dim, L, N, bc, groups=2, seed=seed)
@@ -63,7 +64,7 @@ def test_chunked_equals_sequential(batch, dim, L, N, bc, chunk, use_d, use_z, us
               delta_bias=x["delta_bias"] if use_bias else None, delta_softplus=softplus)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"])
     ref_out, ref_last = scan._scan_sequential(*args, **kw)
-    out, last = scan._scan_chunked(*args, **kw, chunk_size=chunk)
+    out, last = scan._scan_chunked(*args, **kw, chunk_size=chunk, compiled=compiled)
     torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(last, ref_last, rtol=1e-10, atol=1e-10)
 
@@ -183,3 +184,16 @@ def test_matches_transformers_torch_selective_scan_function():
                                               x["delta_bias"], True, True)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(last, their_last, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_chunked_backend_runs_the_compiled_kernel():
+    # numba is a dependency: the default CPU path must be the fused kernel, not the slower torch loop.
+    from reference import _cpu_scan
+
+    assert _cpu_scan.available()
+    x = make_inputs(2, 4, 300, 3, "grouped", groups=2, dtype=torch.float32)
+    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
+    fused = selective_scan(*args, return_last_state=True, backend="chunked")
+    oracle = selective_scan(*args, return_last_state=True, backend="sequential")
+    for got, want in zip(fused, oracle, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,113 @@
+"""The chunked scan's CPU kernel: the recurrence and read-out fused in one compiled loop (numba).
+
+Per chunk of T positions, torch computes the decays exp(delta * A) for all T positions at once (vectorised exp,
+into a cache-sized buffer). The compiled kernel then walks the chunk with one (batch, channel) row per thread:
+x_l = deltaA_l * x_{l-1} + delta_l u_l B_l and y_l = C_l . x_l, the whole N-vector of the state in registers, with
+no tensor written per position. On a CPU that is where the time went: one small torch op per position costs more
+in dispatch than in arithmetic.
+
+numba is an optional speed-up: where it does not import, ``available()`` is False and the torch chunk loop runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+CHUNK = 128
+# numba's fallback threading layer (workqueue, where neither TBB nor GNU OpenMP is present) aborts the process on
+# concurrent parallel launches from two threads; the scan is a trusted-side helper, so serialise its calls.
+_LAUNCH = threading.Lock()  # positions per chunk: the decay buffer (b, d, T, N) stays in the cache at the labs' sizes
+
+
+def _body(decay, du, B, C, start, n, zero, y, x):  # pragma: no cover - compiled by numba
+    """decay (b, d, T, N): exp(delta*A) of this chunk; du (b, d, L): delta*u; B, C (Bb, G, L|1, N); y (b, d, L);
+    x (b, d, N): the state, carried in and out. Rows (b, d) are independent: one per thread."""
+    batch, dim = du.shape[0], du.shape[1]
+    N = x.shape[2]
+    for row in prange(batch * dim):  # noqa: F821 - numba's prange, bound when compiled
+        b = row // dim
+        d = row - b * dim
+        bb = b if B.shape[0] > 1 else 0
+        cb = b if C.shape[0] > 1 else 0
+        bg = d // (dim // B.shape[1])
+        cg = d // (dim // C.shape[1])
+        xs = x[b, d]
+        for t in range(n):
+            pos = start + t
+            dul = du[b, d, pos]
+            Bv = B[bb, bg, pos if B.shape[2] > 1 else 0]
+            Cv = C[cb, cg, pos if C.shape[2] > 1 else 0]
+            dec = decay[b, d, t]
+            acc = zero
+            for k in range(N):
+                v = dec[k] * xs[k] + dul * Bv[k]
+                xs[k] = v
+                acc += v * Cv[k]
+            y[b, d, pos] = acc
+
+
+@functools.cache
+def _kernel() -> Callable | None:
+    if os.environ.get("SPARKGRADE_NO_NUMBA"):
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    glb = dict(_body.__globals__, prange=numba.prange)
+    fn = type(_body)(_body.__code__, glb, _body.__name__)
+    # reassoc lets the N-sum vectorise; no "nnan"/"ninf": NaN and inf must propagate as in the oracle.
+    opts = {"parallel": True, "fastmath": {"reassoc", "contract"}, "error_model": "numpy", "nogil": True}
+    try:
+        return numba.njit(cache=True, **opts)(fn)
+    except RuntimeError:  # no writable cache location next to the package: compile per process instead
+        return numba.njit(**opts)(fn)
+
+
+def available() -> bool:
+    return _kernel() is not None
+
+
+def _bc_layout(M: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed (d, N) -> (1, d, 1, N); variable (b, N, L) -> (b, 1, L, N); grouped (b, G, N, L) -> (b, G, L, N)."""
+    if M.dim() == 2:
+        return M[None, :, None, :].contiguous()
+    if M.dim() == 3:
+        return M.transpose(1, 2).unsqueeze(1).contiguous()
+    if dim % M.shape[1]:
+        raise ValueError(f"dim {dim} is not divisible by the number of B/C groups {M.shape[1]}")
+    return M.transpose(2, 3).contiguous()
+
+
+def scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+         chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """y (b, d, L) before D and z, and the last state (b, d, N); all inputs already in the compute dtype, with
+    delta already biased and softplus-ed. CPU tensors only."""
+    kernel = _kernel()
+    assert kernel is not None, "numba is not available"
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    dtype = u.dtype
+    Bk, Ck = _bc_layout(B.to(dtype), dim), _bc_layout(C.to(dtype), dim)
+    delta = delta.contiguous()
+    du = (delta * u).contiguous()
+    T = max(1, min(chunk, L))
+    decay = u.new_empty(batch, dim, T, N)
+    y = u.new_empty(batch, dim, L)
+    x = u.new_zeros(batch, dim, N)
+    zero = np.zeros(1, dtype=np.float64 if dtype == torch.float64 else np.float32)[0]
+    arrays = [t.detach().numpy() for t in (decay, du, Bk, Ck)]
+    y_np, x_np = y.numpy(), x.numpy()
+    A_row = A[:, None, :]
+    for start in range(0, L, T):
+        n = min(T, L - start)
+        torch.mul(delta[:, :, start : start + n, None], A_row, out=decay[:, :, :n]).exp_()
+        with _LAUNCH:
+            kernel(*arrays, start, n, zero, y_np, x_np)
+    return y, x

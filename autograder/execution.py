@@ -67,3 +67,15 @@ def merge(full: nbformat.NotebookNode, executed: nbformat.NotebookNode, indices:
             out.cells[i].outputs = cell.get("outputs", [])
             out.cells[i].execution_count = cell.get("execution_count")
     return out
+
+
+def raised(notebook: bytes | None, ename: str) -> bool:
+    """Whether an executed notebook (untrusted bytes from the sandbox) shows an error output named ``ename``."""
+    if not notebook:
+        return False
+    try:
+        nb = nbformat.reads(notebook.decode("utf-8"), as_version=4)
+    except Exception:  # unreadable: the caller grades what it has
+        return False
+    return any(out.get("output_type") == "error" and out.get("ename") == ename
+               for cell in nb.cells if cell.get("cell_type") == "code" for out in cell.get("outputs", []))

@@ -122,6 +122,30 @@ def _merged(full: nbformat.NotebookNode, executed: bytes | None, cells: list[int
     return nbformat.writes(merged).encode()
 
 
+def _execute_and_check(sub: Submission, ctx: LabContext, notebook: nbformat.NotebookNode, mode: str, seed: str,
+                       context: SubmissionContext) -> tuple:
+    """Run the notebook (all of it, or its definitions) in a fresh sandbox and the hidden checks against it.
+    Returns (None, ...) instead, before any check, when a definitions-only run raised a NameError: a student's
+    definition used a name that only a skipped cell defines (a default argument, say), and the grade must not
+    depend on which cells the grader chose to skip."""
+    rubric = ctx.rubric
+    cells = select_cells(notebook, mode, rubric.setup_cells)
+    to_run = notebook if mode == "all" else execution.reduced(notebook, cells)
+    with Sandbox(nbformat.writes(to_run).encode(), notebook_name=f"{sub.lab}.ipynb",
+                 models_dir=ctx.models_dir, limits=rubric.sandbox_limits, gpu=ctx.gpu,
+                 no_sandbox=ctx.no_sandbox) as sandbox:
+        run = sandbox.run()
+        if mode != "all" and run.reason is None and execution.raised(run.notebook, "NameError"):
+            return None, None, (), [], 0.0
+        executed = run.notebook if mode == "all" else _merged(notebook, run.notebook, cells)
+        t_checks = time.perf_counter()
+        if ctx.models_dir is not None:  # the checks load the same models in this (trusted) process
+            os.environ["SPARKGRADE_MODELS_TRUSTED"] = str(ctx.models_dir)
+        checks, grader_errors = run_checks(rubric, sandbox, seed, context)
+        checks_s = time.perf_counter() - t_checks
+    return run, executed, checks, grader_errors, checks_s
+
+
 def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[GradeRecord, bytes | None]:
     """Grade one submission. Never raises for anything the submission does; returns the record and the
     executed notebook (untrusted bytes, for feedback) when there is one."""
@@ -141,18 +165,12 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
     flags += suspicious_code(repair.notebook, ctx.source)
     context = SubmissionContext(sub.student, sub.lab, dict(sub.files), ctx.hardware,
                                 "cuda" if ctx.gpu is not None else "cpu")
-    cells = select_cells(repair.notebook, rubric.execute, rubric.setup_cells)
-    to_run = repair.notebook if rubric.execute == "all" else execution.reduced(repair.notebook, cells)
-    with Sandbox(nbformat.writes(to_run).encode(), notebook_name=f"{sub.lab}.ipynb",
-                 models_dir=ctx.models_dir, limits=rubric.sandbox_limits, gpu=ctx.gpu,
-                 no_sandbox=ctx.no_sandbox) as sandbox:
-        run = sandbox.run()
-        executed = run.notebook if rubric.execute == "all" else _merged(repair.notebook, run.notebook, cells)
-        t_checks = time.perf_counter()
-        if ctx.models_dir is not None:  # the checks load the same models in this (trusted) process
-            os.environ["SPARKGRADE_MODELS_TRUSTED"] = str(ctx.models_dir)
-        checks, grader_errors = run_checks(rubric, sandbox, seed, context)
-        checks_s = time.perf_counter() - t_checks
+    run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, rubric.execute,
+                                                                        seed, context)
+    if run is None:  # a definitions-only run lacked a name only the whole notebook defines: run it all
+        run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, "all", seed,
+                                                                            context)
+    assert run is not None
     status = "graded"
     reason = ""
     if run.reason is not None:

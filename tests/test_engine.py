@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 from toylab import LAB, SOLUTION_SOFTMAX, notebook_bytes
 
@@ -208,3 +209,42 @@ def test_symlinks_planted_in_a_submission_folder_are_not_followed(tmp_path):
     (folder / "benchmarks.json").unlink()
     (folder / "benchmarks.json").write_text("[]")
     assert read_submission_folder("mallory", LAB, folder / f"{LAB}.ipynb").files["benchmarks.json"] == b"[]"
+
+
+def test_definitions_run_falls_back_to_the_whole_notebook_when_a_skipped_cell_defines_a_needed_name(
+        tmp_path, monkeypatch):
+    # execute: definitions skips the locked "experiment" cell. A softmax whose default argument names SCALE (set
+    # only there) raises NameError in that run: the grader runs the whole notebook instead of losing the points.
+    from toylab import SETUP, SOLUTION_CLIP, VISIBLE, make_toy_lab
+
+    from assignments import nbbuild
+
+    root = make_toy_lab(tmp_path / "lab")
+    rubric = root / "rubrics" / LAB / "rubric.yaml"
+    rubric.write_text(rubric.read_text() + "execute: definitions\nsetup_cells: [setup]\n")
+    monkeypatch.setenv("SPARKGRADE_RUBRICS", str(root / "rubrics"))
+    monkeypatch.setenv("SPARKGRADE_ASSIGNMENTS", str(root / "assignments"))
+
+    def notebook(softmax_default: str) -> bytes:
+        softmax = SOLUTION_SOFTMAX.replace("def softmax(x):", f"def softmax(x, scale={softmax_default}):")
+        cells = [nbbuild.md("# Toy lab"), nbbuild.locked("setup", SETUP),
+                 nbbuild.locked("experiment", "SCALE = 1.0\nprint('experiment ran')"),
+                 nbbuild.solution("softmax", softmax), nbbuild.visible_tests("test_softmax", VISIBLE, points=3),
+                 nbbuild.solution("clip_norm", SOLUTION_CLIP)]
+        path = tmp_path / f"{softmax_default}.ipynb"
+        nbbuild.write(path, cells, title="toy")
+        return path.read_bytes()
+
+    nbbuild.write(root / "assignments" / "source" / LAB / f"{LAB}.ipynb",
+                  [nbbuild.md("# Toy lab"), nbbuild.locked("setup", SETUP),
+                   nbbuild.locked("experiment", "SCALE = 1.0\nprint('experiment ran')"),
+                   nbbuild.solution("softmax", SOLUTION_SOFTMAX),
+                   nbbuild.visible_tests("test_softmax", VISIBLE, points=3),
+                   nbbuild.solution("clip_norm", SOLUTION_CLIP)], title="toy")
+    ctx = load_lab(None, LAB)
+    for default, whole_run in (("1.0", False), ("SCALE", True)):
+        record, executed = grade_submission(Submission(default, LAB, notebook(default)), ctx, seed="s")
+        assert record.score == record.max_score == 4, (default, record)
+        printed = [o.get("text", "") for c in nbformat.reads(executed.decode(), as_version=4).cells
+                   if c.cell_type == "code" for o in c.outputs]
+        assert ("experiment ran\n" in printed) == whole_run, (default, printed)

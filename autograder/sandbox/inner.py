@@ -24,6 +24,11 @@ import sys
 import time
 from typing import Any
 
+# nbformat validates through jsonschema, whose optional IRI format checker (rfc3987_syntax, installed for
+# jupyter-events) builds a grammar at import: 2 CPU-seconds per sandbox, for a check no notebook schema uses.
+# jsonschema imports it under suppress(ImportError); a None entry makes that import fail fast.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+
 MAX_REQUEST_BYTES = 1 << 20
 ERROR_CHARS = 2000
 TRUNCATION_NOTE = "\n[sparkgrade: output truncated: this cell printed more than {limit} bytes]\n"

@@ -284,7 +284,8 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
 def cmd_grade(args) -> int:
     course = Path(args.course_dir)
     records = grade_course(course, args.lab, args.student, no_sandbox=getattr(args, "no_sandbox", False),
-                           force=getattr(args, "force", False), db_url=getattr(args, "db", None))
+                           force=getattr(args, "force", False), db_url=getattr(args, "db", None),
+                           workers=getattr(args, "workers", None), scheduler=getattr(args, "scheduler", None))
     if not records:
         print(f"no submissions of {args.lab} in {course / 'submitted'}")
         return 0

@@ -40,9 +40,26 @@ def stored(course: Path) -> dict[str, dict]:
     return {r.student: r.to_dict() for r in CourseStore(course).records(LAB)}
 
 
-def test_two_workers_grade_everything_once(toy, tmp_path):
+def spy(monkeypatch, name: str) -> list[tuple]:
+    """Record the arguments of autograder.batch.<name> (run_local, run_dask) and still run it."""
+    from autograder import batch
+
+    calls: list[tuple] = []
+    real = getattr(batch, name)
+
+    def wrapper(tasks, where):
+        calls.append((len(tasks), where))
+        yield from real(tasks, where)
+
+    monkeypatch.setattr(batch, name, wrapper)
+    return calls
+
+
+def test_two_workers_grade_everything_once(toy, tmp_path, monkeypatch):
     course = make_course(tmp_path)
+    used = spy(monkeypatch, "run_local")
     assert cli.main(["grade", str(course), LAB, "--workers", "2"]) == 0
+    assert used == [(len(STUDENTS), 2)]  # the CLI's --workers reaches the pool
     rows = stored(course)
     assert sorted(rows) == sorted(STUDENTS)
     assert all(rows[s]["score"] == expected_score(s) for s in STUDENTS)
@@ -69,11 +86,13 @@ def test_kill_9_mid_batch_then_resume_grades_each_submission_exactly_once(toy, t
     assert len(list(CourseStore(course).records(LAB))) == len(STUDENTS)  # nothing duplicated
 
 
-def test_dask_local_cluster_gives_the_same_grades(toy, tmp_path):
+def test_dask_local_cluster_gives_the_same_grades(toy, tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed", reason="the 'distributed' extra is part of make test's setup")
     course = make_course(tmp_path)
+    used = spy(monkeypatch, "run_dask")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
         assert cli.main(["grade", str(course), LAB, "--scheduler", lc.scheduler_address]) == 0
+        assert used == [(len(STUDENTS), lc.scheduler_address)]  # the tasks went to the cluster
     out = tmp_path / "dask.json"
     assert cli.main(["export", str(course), "-o", str(out)]) == 0
     rows = {r["student"]: r for r in json.loads(out.read_text())}

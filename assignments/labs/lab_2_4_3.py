@@ -85,6 +85,7 @@ def cells() -> list:
             extra=DATA_EXTRA,
         ),
         locked("helpers", HELPERS),
+        locked("moe_model", MOE_MODEL),
         md(r"""
         ## 1. Anatomy of an MoE block
 
@@ -264,8 +265,11 @@ def router_logits_for(model, tokenizer, text, max_tokens=768, chunk=256):
     with torch.no_grad():
         out = model(input_ids=rows.to(DEVICE), output_router_logits=True)
     return tuple(layer.float().cpu() for layer in out.router_logits), rows.reshape(-1)
+'''
 
-
+# Loading the model (and data) is an experiment, not a definition: the grader's definitions-only run skips it
+# (the hidden checks make their own inputs).
+MOE_MODEL = r'''
 model, tokenizer = load_model(MODEL_IDS["moe"], DTYPE, DEVICE)
 if MODEL_IDS["domains"] == MODEL_IDS["moe"]:
     domain_model, domain_tokenizer = model, tokenizer

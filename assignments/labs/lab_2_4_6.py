@@ -94,6 +94,7 @@ def cells() -> list:
             extra=TRAIN_EXTRA,
         ),
         locked("helpers", HELPERS),
+        locked("data_and_model", DATA_AND_MODEL),
         md(r"""
         ## 1. Trainable vs total parameters
 
@@ -341,8 +342,11 @@ def saved_activation_bytes(model, batch):
         loss = model(**batch).loss
     del loss
     return total
+'''
 
-
+# Loading the model (and data) is an experiment, not a definition: the grader's definitions-only run skips it
+# (the hidden checks make their own inputs).
+DATA_AND_MODEL = r'''
 examples = [json.loads(line) for line in DATA_FILE.read_text().splitlines() if line.strip()]
 train_set, eval_set = examples[: int(0.8 * len(examples))], examples[int(0.8 * len(examples)):][: TRAIN["n_eval"]]
 model, tokenizer = load_model(MODEL_IDS["mamba"], DTYPE, DEVICE)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from autograder.plausibility import Verdict
 
 T = TypeVar("T")
+OPEN_ATTEMPTS = 3  # opening (connect, WAL, migrate) that lost a race with another process is retried
 WRITE_ATTEMPTS = 8  # a write that lost a race (unique key, deadlock, lock timeout) is retried this many times
 
 
@@ -96,13 +97,18 @@ class CourseStore:
             self._engine = None
             self._run_id = None
         if self._engine is None:
-            engine = open_engine(self.db_url)
-            try:
-                upgrade(engine)
-            except exc.OperationalError as err:
-                engine.dispose()
-                first = str(err.orig or err).strip().splitlines()[0]
-                raise UserError(f"cannot open the grade database {describe(self.db_url)}: {first}") from err
+            for attempt in range(OPEN_ATTEMPTS):
+                engine = open_engine(self.db_url)
+                try:
+                    upgrade(engine)
+                    break
+                except exc.OperationalError as err:
+                    engine.dispose()
+                    first = str(err.orig or err).strip().splitlines()[0]
+                    if "locked" in first and attempt + 1 < OPEN_ATTEMPTS:  # another process is opening it too
+                        time.sleep(0.2 * (attempt + 1) * (1 + random.random()))
+                        continue
+                    raise UserError(f"cannot open the grade database {describe(self.db_url)}: {first}") from err
             self._engine = engine
             self._pid = os.getpid()
         return self._engine

@@ -6,12 +6,14 @@ sandboxes are module-scoped so every notebook runs once however many assertions 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
 import secrets
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +24,9 @@ import pytest
 import torch
 
 from autograder.errors import UserError
-from autograder.sandbox import Call, Limits, Model, Sandbox, SandboxResult, build_argv, check_sandbox_available
+from autograder.sandbox import Call, Limits, Model, Sandbox, SandboxResult, build_argv, check_sandbox_available, zygote
 from autograder.sandbox import bwrap as bw
+from autograder.sandbox.cgroup import Cgroup
 from autograder.sandbox.codec import OutputError, decode_outputs, encode_call
 
 CORPUS = Path(__file__).parent / "corpus" / "hostile"
@@ -106,9 +109,28 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return models
 
 
+@functools.cache
+def _have_cgroups() -> bool:
+    cgroup = Cgroup.create(1 << 30, 8)
+    if cgroup is not None:
+        cgroup.remove()
+    return cgroup is not None
+
+
+def _warm_here(asked: bool) -> bool:
+    """Warm starts need cgroups (without them a sandbox starts cold, see Sandbox._spawn)."""
+    return asked and _have_cgroups()
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["cold", "warm"])
+def warm(request: pytest.FixtureRequest) -> bool:
+    """Every sandbox test runs twice: a cold start (bwrap) and a warm start (forked from the zygote)."""
+    return bool(request.param)
+
+
 @pytest.fixture(scope="module")
-def benign(tiny_models: Path) -> Iterator[Sandbox]:
-    with Sandbox(_nb("benign"), limits=FAST, models_dir=tiny_models) as sb:
+def benign(tiny_models: Path, warm: bool) -> Iterator[Sandbox]:
+    with Sandbox(_nb("benign"), limits=FAST, models_dir=tiny_models, warm=warm) as sb:
         start = time.monotonic()
         sb.run()
         sb.timings["total_run_s"] = time.monotonic() - start
@@ -119,13 +141,15 @@ _hostile_cache: dict[str, tuple[SandboxResult, Sandbox]] = {}
 
 
 @pytest.fixture(scope="module")
-def hostile(host: dict[str, Any]) -> Iterator[Any]:
+def hostile(host: dict[str, Any], warm: bool) -> Iterator[Any]:
     """Runs a corpus notebook once (with target.json) and keeps its sandbox open until the module ends."""
 
     def get(name: str, limits: Limits = FAST) -> tuple[SandboxResult, Sandbox]:
         if name not in _hostile_cache:
             files = {"target.json": json.dumps(host["target"]).encode()}
-            _hostile_cache[name] = _run(name, limits, files=files)
+            _result, sb = _hostile_cache[name] = _run(name, limits, files=files, warm=warm)
+            if HAVE_BWRAP:  # the start asked for is the start it got
+                assert ("warm_start" in sb.timings) == _warm_here(warm), (name, sb.timings, sb.stderr_tail())
         return _hostile_cache[name]
 
     yield get
@@ -232,9 +256,10 @@ def test_codec_rejects_unknown_kinds_and_dangling_tensors() -> None:
 
 
 @needs_bwrap
-def test_benign_notebook_runs_and_reports_timings(benign: Sandbox) -> None:
+def test_benign_notebook_runs_and_reports_timings(benign: Sandbox, warm: bool) -> None:
     result = benign.run()
     assert result.status == "ok" and result.reason is None and result.alive and result.sandboxed
+    assert ("warm_start" in benign.timings) == _warm_here(warm), benign.stderr_tail()
     assert "torch" in _text(result)
     print(f"\nTIMINGS benign: start {result.start_s:.2f}s run {result.run_s:.2f}s {benign.timings}")
 
@@ -365,8 +390,15 @@ def test_writes_outside_the_submission_folder_fail(hostile: Any, host: dict[str,
 
 @pytest.mark.parametrize("name", ["kill_parent", "kill_all", "os_exit"])
 @needs_bwrap
-def test_killing_the_runner_or_itself_is_recorded_and_the_grader_survives(hostile: Any, name: str) -> None:
+def test_killing_the_runner_or_itself_is_recorded_and_the_grader_survives(hostile: Any, name: str, warm: bool) -> None:
     result, sb = hostile(name)
+    if warm and name == "kill_parent":
+        # Warm, the runner is pid 1 of the sandbox's pid namespace: the kernel ignores a SIGKILL sent to it from
+        # inside, so the run simply goes on.
+        assert result.status == "ok" and "still here" in _text(result), result
+        alive = sb.call("add", (1, 1))  # the runner still serves calls (this notebook defines none)
+        assert alive.status == "error" and "NameError" in str(alive.error), alive
+        return
     assert result.status == "failed" and result.reason == "crashed", result
     assert not result.alive and "still here" not in _text(result) if result.notebook else True
     assert sb.call("add", (1, 1)).status == "died"
@@ -425,6 +457,52 @@ def test_non_tensor_return_values_are_refused(hostile: Any) -> None:
     assert result.status == "ok"
     for res in results:
         assert res.status == "error" and "cannot leave the sandbox" in str(res.error)
+
+
+@needs_bwrap
+def test_no_namespaces_mounts_or_capabilities_inside(hostile: Any) -> None:
+    result, sb = hostile("privileges")
+    text = _text(result)
+    assert result.status == "ok" and "LEAK" not in text, text
+    assert text.count("BLOCKED") == 7, text
+    assert sb.call("add", (2, 2)).value == 4
+
+
+def _adder() -> bytes:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("def add(a, b):\n    return a + b")])
+    return nbformat.writes(nb).encode()
+
+
+@needs_bwrap
+def test_a_warm_start_that_cannot_set_up_falls_back_to_a_cold_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = zygote.sandbox_spec
+
+    def broken(*args: Any, **kw: Any) -> dict[str, Any]:
+        spec = real(*args, **kw)
+        spec["python_dirs"] = [*spec["python_dirs"], "/nonexistent-sparkgrade-dir"]  # the bind fails in the fork
+        return spec
+
+    monkeypatch.setattr(zygote, "sandbox_spec", broken)
+    try:
+        with Sandbox(_adder(), limits=FAST, warm=True) as sb:
+            result = sb.run()
+            assert result.status == "ok" and "warm_start" not in sb.timings, sb.stderr_tail()
+            assert sb.call("add", (1, 2)).value == 3  # the student loses nothing: the sandbox started cold
+        with Sandbox(_adder(), limits=FAST, warm=True) as sb:  # and the process stays cold from then on
+            assert sb.run().status == "ok" and "warm_start" not in sb.timings
+    finally:
+        zygote.shutdown()
+
+
+@needs_bwrap
+def test_the_zygote_outlives_the_thread_that_started_it() -> None:
+    zygote.shutdown()
+    starter = threading.Thread(target=zygote.get, args=(FAST.threads,))
+    starter.start()
+    starter.join()  # a grading worker thread that ends: its zygote (and its forks) must not die with it
+    with Sandbox(_adder(), limits=FAST, warm=True) as sb:
+        assert sb.run().status == "ok" and ("warm_start" in sb.timings) == _warm_here(True), sb.stderr_tail()
+        assert sb.call("add", (2, 3)).value == 5
 
 
 @needs_bwrap

@@ -1,6 +1,8 @@
 """The trust boundary: student notebooks run in here, behind bubblewrap; nothing in here decides a grade.
 
-`inner.py` is the only code that runs inside the sandbox; everything else in this package runs outside.
+`inner.py` (the runner) is the only code that runs inside the sandbox next to student code. `zygote_main.py` is the
+warm start: a trusted process that forks each sandbox and builds its namespaces before any student code runs (see
+zygote.py). Everything else in this package runs outside.
 """
 
 from __future__ import annotations

@@ -260,7 +260,118 @@ def _scan_fallback_reason(nb: Any) -> str | None:
     return None
 
 
-def execute_notebook(chan: Channel, cfg: dict[str, Any]) -> tuple[Any, str | None, str]:
+KERNEL_PORTS = (50101, 50102, 50103, 50104, 50105)  # the sandbox has a loopback of its own: all ports are free
+
+
+class _ForkedKernel:
+    """The Popen-like handle jupyter_client's LocalProvisioner expects, for a kernel this runner forked."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -9
+            else:
+                if done:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() > end:
+                import subprocess
+
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.02)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(9)
+
+    def terminate(self) -> None:
+        self.send_signal(15)
+
+
+def warm() -> None:
+    """In the zygote, before any fork: import what the runner and the kernel need, so no sandbox imports them."""
+    import ipykernel.ipkernel
+    import ipykernel.kernelapp  # noqa: F401
+    import jupyter_client.manager
+    import jupyter_client.provisioning.local_provisioner
+    import nbformat  # noqa: F401
+    from nbclient.exceptions import CellTimeoutError  # noqa: F401
+
+    _bounded_client_class()
+    jupyter_client.manager.AsyncKernelManager().kernel_spec  # noqa: B018  # the kernelspec lookup, once
+
+
+def fork_kernel(work: str) -> dict[str, Any]:
+    """Start the kernel by forking this (warm) process, as pid 2 next to the runner; returns how to reach it.
+
+    Called before the runner reads its config, so the kernel's memory never holds the session token.
+    """
+    import secrets
+
+    runtime = os.environ.get("JUPYTER_RUNTIME_DIR", "/tmp")
+    os.makedirs(runtime, exist_ok=True)
+    conn = os.path.join(runtime, "kernel-sandbox.json")
+    names = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+    info = {"transport": "tcp", "ip": "127.0.0.1", "key": secrets.token_hex(32), "signature_scheme": "hmac-sha256",
+            "kernel_name": "python3", **dict(zip(names, KERNEL_PORTS, strict=True))}
+    with open(conn, "w", encoding="utf-8") as f:
+        json.dump(info, f)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.closerange(3, 1 << 16)
+            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # dumpable again, as after exec: it is the student's process
+            os.chdir(work)
+            argv = ["-f", conn, "--HistoryManager.hist_file=:memory:"]  # as nbclient starts its kernels
+            sys.argv = ["ipykernel_launcher", *argv]
+            from ipykernel.kernelapp import IPKernelApp
+
+            IPKernelApp.launch_instance(argv=argv)
+        finally:
+            os._exit(1)
+    return {"pid": pid, "connection_file": conn}
+
+
+def _adopt_kernel(kernel: dict[str, Any]) -> Any:
+    """A kernel manager for the forked kernel, so nbclient drives it exactly as one it started itself."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+    km = AsyncKernelManager(connection_file=kernel["connection_file"], kernel_name="python3")
+    km.load_connection_file()
+    prov = LocalProvisioner(kernel_id="sandbox", kernel_spec=km.kernel_spec, parent=km)
+    prov.process = _ForkedKernel(kernel["pid"])
+    prov.pid = prov.pgid = kernel["pid"]
+    prov.connection_info = km.get_connection_info()
+    km.provisioner = prov
+    return km
+
+
+def execute_notebook(
+    chan: Channel, cfg: dict[str, Any], kernel: dict[str, Any] | None = None
+) -> tuple[Any, str | None, str]:
     """Run every code cell; returns (client with a live kernel or None, reason, detail)."""
     import nbformat
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -273,6 +384,7 @@ def execute_notebook(chan: Channel, cfg: dict[str, Any]) -> tuple[Any, str | Non
         return None, "crashed", f"the notebook cannot be read: {type(exc).__name__}: {exc}"[:ERROR_CHARS]
     client = _bounded_client_class()(
         nb,
+        km=_adopt_kernel(kernel) if kernel is not None else None,
         kernel_name="python3",
         allow_errors=True,
         startup_timeout=cfg["startup_timeout_s"],
@@ -464,7 +576,8 @@ def serve_calls(chan: Channel, client: Any, cfg: dict[str, Any]) -> None:
             return
 
 
-def main() -> int:
+def main(kernel: dict[str, Any] | None = None) -> int:
+    """``kernel``: one already forked by the zygote (fork_kernel); None starts one the usual way."""
     chan = Channel()
     cfg = chan.recv()
     if cfg is None:
@@ -476,7 +589,7 @@ def main() -> int:
         if os.environ.get(key):
             os.makedirs(os.environ[key], exist_ok=True)
     chan.send({"type": "hello", "pid": os.getpid()})
-    client, _reason, _detail = execute_notebook(chan, cfg)
+    client, _reason, _detail = execute_notebook(chan, cfg, kernel)
     if client is None:
         chan.send({"type": "executed", "reason": _reason, "detail": _detail, "run_s": 0.0, "alive": False})
         return 0

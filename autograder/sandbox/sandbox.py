@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from autograder.sandbox import bwrap as bw
+from autograder.sandbox import zygote
 from autograder.sandbox.cgroup import Cgroup
 from autograder.sandbox.codec import OutputError, decode_outputs, encode_call, open_dir, read_bounded
 from autograder.sandbox.limits import Limits
@@ -60,12 +61,14 @@ class Sandbox:
         limits: Limits | None = None,
         gpu: int | None = None,
         no_sandbox: bool = False,
+        warm: bool | None = None,
     ) -> None:
         if "/" in notebook_name or notebook_name.startswith("."):
             raise ValueError(f"bad notebook name {notebook_name!r}")
         self.limits = limits or Limits()
         self.gpu = gpu
         self.no_sandbox = no_sandbox
+        self.warm = zygote.enabled() if warm is None else warm  # fork from the warm zygote (CPU sandboxes)
         self._notebook = notebook.read_bytes() if isinstance(notebook, Path) else bytes(notebook)
         self._notebook_name = notebook_name
         self._files = dict(files or {})
@@ -73,7 +76,7 @@ class Sandbox:
         self._token = secrets.token_hex(16)
         self._root: Path | None = None
         self._work_fd: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | zygote.ZygoteProcess | None = None
         self._cgroup: Cgroup | None = None
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._stderr_tail: deque[bytes] = deque(maxlen=64)
@@ -144,8 +147,12 @@ class Sandbox:
                 python_dirs=bw.python_dirs(),
                 models_dir=self._models_dir,
             )
-            argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=self.gpu, bwrap=bwrap)
             self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes)
+            # Warm: CPU sandboxes on hosts with cgroups (a fork inherits the zygote's address space, so the
+            # RLIMIT_AS fallback would count the libraries it shares; such hosts start cold).
+            if self.warm and self.gpu is None and self._cgroup is not None and self._spawn_warm(mounts, env):
+                return
+            argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=self.gpu, bwrap=bwrap)
             if self._cgroup is not None:
                 # The launcher joins the cgroup and then becomes bwrap, so every sandbox process starts inside it.
                 files = self._cgroup.procs_files()
@@ -163,18 +170,46 @@ class Sandbox:
             cwd=cwd,
             start_new_session=True,
         )
+        self._start_protocol()
+
+    def _spawn_warm(self, mounts: bw.Mounts, env: dict[str, str]) -> bool:
+        """Fork the sandbox from the warm zygote; False (start it cold) where the warm start is unavailable."""
+        assert self._root is not None
+        newroot = self._root / "root"
+        newroot.mkdir()
+        spec = zygote.sandbox_spec(mounts, env, tmp_bytes=self.limits.tmp_bytes, newroot=newroot,
+                                   rlimits=self._rlimits())
+        procs = self._cgroup.procs_files() if self._cgroup is not None else []
+        try:
+            self._proc = zygote.get(self.limits.threads).spawn(spec, procs, timeout_s=self.limits.startup_s)
+        except zygote.ZygoteOff:
+            return False
+        except zygote.ZygoteError as exc:
+            zygote.mark_broken(str(exc))  # this host cannot do it: the rest of this process starts cold
+            sys.stderr.write(f"sparkgrade: warm start unavailable, starting sandboxes cold: {exc}\n")
+            return False
+        self.timings["warm_start"] = 1.0
+        self._start_protocol()
+        return True
+
+    def _start_protocol(self) -> None:
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self._send(self._config())
 
-    def _config(self) -> dict[str, Any]:
+    def _rlimits(self) -> dict[str, int]:
         lim = self.limits
-        inside = not self.no_sandbox
         rlimits = {"RLIMIT_FSIZE": lim.file_bytes, "RLIMIT_CORE": 0}
         if self._cgroup is None:
             rlimits["RLIMIT_NPROC"] = lim.max_processes
             if self.gpu is None:  # RLIMIT_AS breaks CUDA, whose driver reserves huge virtual ranges
                 rlimits["RLIMIT_AS"] = lim.memory_bytes
+        return rlimits
+
+    def _config(self) -> dict[str, Any]:
+        lim = self.limits
+        inside = not self.no_sandbox
+        rlimits = self._rlimits()
         if not inside:
             rlimits = {"RLIMIT_CORE": 0}
         work = bw.INSIDE_WORK if inside else str(self.work_dir)
@@ -265,10 +300,13 @@ class Sandbox:
         if self._cgroup is not None:
             self._cgroup.kill()
         if self._proc is not None and self._proc.poll() is None:
-            try:
-                os.killpg(self._proc.pid, 9)  # bwrap's pid-namespace init dies, taking every sandbox process along
-            except ProcessLookupError:
-                pass
+            if isinstance(self._proc, zygote.ZygoteProcess):
+                self._proc.kill()  # the warm sandbox's pid-namespace init dies, taking every process along
+            else:
+                try:
+                    os.killpg(self._proc.pid, 9)  # bwrap's pid-namespace init dies, taking every process along
+                except ProcessLookupError:
+                    pass
             try:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

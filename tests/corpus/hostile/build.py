@@ -128,6 +128,28 @@ NOTEBOOKS: dict[str, list[str]] = {
         "def a_set():\n    return {1, 2}",
         "def bytes_out():\n    return b'raw'",
     ],
+    "privileges": [
+        # Namespaces, mounts and capabilities: what a sandbox (cold or warm) must not be able to do or hold.
+        LOAD_TARGET + "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def ok(rc):\n"
+        "    if rc != 0:\n"
+        "        raise OSError(ctypes.get_errno(), 'refused')\n"
+        "    return rc\n"
+        "probe('new user namespace', lambda: ok(libc.unshare(0x10000000)))\n"
+        "probe('new mount namespace', lambda: ok(libc.unshare(0x00020000)))\n"
+        "probe('mount a tmpfs', lambda: ok(libc.mount(b'tmpfs', b'/tmp', b'tmpfs', 0, None)))\n"
+        "probe('unmount /proc/sys', lambda: ok(libc.umount2(b'/proc/sys', 2)))\n"
+        "probe('unmount /submission', lambda: ok(libc.umount2(b'/submission', 2)))\n"
+        "def caps():\n"
+        "    eff = [l for l in open('/proc/self/status') if l.startswith(('CapEff', 'CapPrm', 'CapBnd'))]\n"
+        "    if any(int(l.split()[1], 16) for l in eff):\n"
+        "        return eff\n"
+        "    raise PermissionError('no capabilities')\n"
+        "probe('capabilities', caps)\n"
+        "probe('user namespace limit', lambda: open('/proc/sys/user/max_user_namespaces', 'w').write('9'))",
+        "def add(a, b):\n    return a + b",
+    ],
     "forge": [
         # Try to speak the grader's protocol: stray lines on bwrap's stdout, the runner's private fds and environ.
         "import os, json\n"

@@ -167,7 +167,9 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
                                 "cuda" if ctx.gpu is not None else "cpu")
     run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, rubric.execute,
                                                                         seed, context)
+    rerun_after_s = None
     if run is None:  # a definitions-only run lacked a name only the whole notebook defines: run it all
+        rerun_after_s = time.perf_counter() - t0
         run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, "all", seed,
                                                                             context)
     assert run is not None
@@ -186,6 +188,8 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
     score = round(sum(c.points for c in checks), 6)
     timings = {"sandbox_start_s": run.start_s, "notebook_s": run.run_s, "checks_s": checks_s,
                "total_s": time.perf_counter() - t0}
+    if rerun_after_s is not None:  # on the record: the whole notebook ran, after a definitions-only run of this long
+        timings["definitions_run_s"] = rerun_after_s
     return GradeRecord(status=status, score=score, checks=tuple(checks), flags=tuple(flags), reason=reason,
                        timings=timings, **base), executed
 

@@ -248,3 +248,4 @@ def test_definitions_run_falls_back_to_the_whole_notebook_when_a_skipped_cell_de
         printed = [o.get("text", "") for c in nbformat.reads(executed.decode(), as_version=4).cells
                    if c.cell_type == "code" for o in c.outputs]
         assert ("experiment ran\n" in printed) == whole_run, (default, printed)
+        assert ("definitions_run_s" in record.timings) == whole_run, record.timings  # the rerun is on the record

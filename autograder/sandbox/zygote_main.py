@@ -2,7 +2,8 @@
 
 Started by the grader as ``python -I zygote_main.py`` with a clean environment and one Unix socket on fd 3. It
 imports torch, transformers, matplotlib, pandas, ipykernel and the sandbox runner (inner.py), runs no tensor op
-(no thread pools, no CUDA), and then only forks. It never runs student code.
+(no OpenMP pool, no CUDA context; the one other thread is OpenBLAS's idle pool, which re-forms itself after a fork
+through its own pthread_atfork handlers), and then only forks. It never runs student code.
 
 Per request (a JSON spec plus the submission's stdin/stdout/stderr pipes and a control socket, passed as fds):
 

@@ -197,3 +197,22 @@ def test_cpu_chunked_backend_runs_the_compiled_kernel():
     oracle = selective_scan(*args, return_last_state=True, backend="sequential")
     for got, want in zip(fused, oracle, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_chunked_decays_match_the_oracle_at_the_extremes(dtype):
+    # The chunked backend's decays exp(delta * A) must be the oracle's, including underflow to 0, overflow to inf
+    # and NaN/inf propagation (a guard for any faster exp in the CPU kernel). One channel per exponent z = delta * A:
+    # with u = (1, 0), B = C = 1 and delta = 1, the output at position 1 is exp(z).
+    z = [0.0, -1e-3, -0.5, 0.7, -5.0, -30.0, -80.0, -87.0, -300.0, -700.0, -1e4, 50.0, 88.0, 700.0, 1e4,
+         float("nan"), float("inf"), float("-inf")]
+    d = len(z)
+    A = torch.tensor(z, dtype=dtype)[:, None]
+    u = torch.tensor([1.0, 0.0], dtype=dtype).expand(1, d, 2).contiguous()
+    delta = torch.ones(1, d, 2, dtype=dtype)
+    ones = torch.ones(d, 1, dtype=dtype)
+    fused = selective_scan(u, delta, A, ones, ones, backend="chunked")
+    oracle = selective_scan(u, delta, A, ones, ones, backend="sequential")
+    tiny = torch.finfo(dtype).tiny  # subnormal decays may flush to 0
+    torch.testing.assert_close(fused, oracle, rtol=8 * torch.finfo(dtype).eps, atol=tiny, equal_nan=True)
+    assert torch.equal(fused.isnan(), oracle.isnan()) and torch.equal(fused.isinf(), oracle.isinf())

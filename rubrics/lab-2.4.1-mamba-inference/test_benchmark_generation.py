@@ -63,12 +63,14 @@ def test_benchmark_fits_the_call(student, trusted_model, rng):
 
 def test_benchmark_scales_with_new_tokens(student, trusted_model, rng):
     ids = prompt(trusted_model, rng, "llama")
-    shorts = [run(student, "llama", ids, 3)[0] for _ in range(2)]
-    long, _ = run(student, "llama", ids, 21)
-    # Honest decode time for 20 tokens is ~10x that for 2. The faster of two short runs, and demanding only 2x,
-    # keep a stall of the machine from failing an honest measurement; ignoring new_tokens gives about 1x.
-    t_short, t_long = min(2 / r["decode_tok_s"] for r in shorts), 20 / long["decode_tok_s"]
-    if t_long < 2 * t_short:
+    shorts = [run(student, "llama", ids, 3)[0] for _ in range(3)]
+    longs = [run(student, "llama", ids, 21)[0] for _ in range(2)]
+    # Honest decode time for 20 tokens is ~10x that for 2; ignoring new_tokens gives about 1x. The fastest run of
+    # each kind and a 3x bar sit between the two: a stall of the machine must hit every short run to fail an honest
+    # measurement, and every long run to pass a dishonest one.
+    t_short = min(2 / r["decode_tok_s"] for r in shorts)
+    t_long = min(20 / r["decode_tok_s"] for r in longs)
+    if t_long < 3 * t_short:
         raise CheckFailed(
             f"decoding 20 tokens took {t_long:.3g} s by your numbers, decoding 2 took {t_short:.3g} s: the time "
             "should grow with new_tokens. Force exactly new_tokens tokens (min_new_tokens, no early stop at EOS) "

@@ -88,9 +88,10 @@ def _run_in_worker(task: GradeTask) -> TaskResult:
 
 def default_workers(needs_gpu: bool, threads_per_sandbox: int) -> int:
     """One worker per GPU for GPU labs; for CPU labs one per core. Most of a submission's CPU time is
-    single-threaded (sandbox and kernel start-up, imports, the checks), so a worker per core keeps every core busy:
-    24 submissions of lab 2.4.4 on 2 cores took 115 s with 2 workers against 234 s with 1. ``threads_per_sandbox``
-    (the sandbox's BLAS/OpenMP threads) only caps the count where it exceeds the cores."""
+    single-threaded (sandbox start, the kernel's cells, the checks), so a worker per core keeps every core busy:
+    24 submissions of lab 2.4.4 on 2 cores took 38.4 s with 2 workers against 54.2 s with 1
+    (benchmarks/batch_grading.py). ``threads_per_sandbox`` (the sandbox's BLAS/OpenMP threads) lowers the count
+    only above 2 threads per sandbox."""
     if needs_gpu:
         return max(1, gpu_count())
     cores = os.cpu_count() or 1

@@ -497,12 +497,16 @@ def test_a_warm_start_that_cannot_set_up_falls_back_to_a_cold_one(monkeypatch: p
 @needs_bwrap
 def test_the_zygote_outlives_the_thread_that_started_it() -> None:
     zygote.shutdown()
-    starter = threading.Thread(target=zygote.get, args=(FAST.threads,))
+    started: list[zygote.Zygote] = []
+    starter = threading.Thread(target=lambda: started.append(zygote.get(FAST.threads)))
     starter.start()
     starter.join()  # a grading worker thread that ends: its zygote (and its forks) must not die with it
+    time.sleep(1.0)  # a parent-death signal tied to that thread would have fired by now
+    assert started and started[0].alive(), "the zygote died with the thread that started it"
     with Sandbox(_adder(), limits=FAST, warm=True) as sb:
         assert sb.run().status == "ok" and ("warm_start" in sb.timings) == _warm_here(True), sb.stderr_tail()
         assert sb.call("add", (2, 3)).value == 5
+    assert zygote.get(FAST.threads) is started[0]  # the same zygote served the sandbox: it was never restarted
 
 
 @needs_bwrap

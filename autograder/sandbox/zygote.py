@@ -129,7 +129,8 @@ class Zygote:
             err = self._stderr()
             self.close()
             raise ZygoteError(f"the warm-start zygote did not start: {err or 'no reply'}")
-        self.failed_imports: list[str] = list(ready.get("failed", []))
+        if ready.get("failed"):  # not fatal: a notebook that needs them imports them itself
+            sys.stderr.write(f"sparkgrade: the warm-start zygote could not import {', '.join(ready['failed'])}\n")
 
     def _stderr(self) -> str:
         """The last line the zygote wrote (its traceback's last line, when it died)."""

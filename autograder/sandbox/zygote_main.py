@@ -35,8 +35,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]  # see inner.py
-
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
@@ -287,8 +285,8 @@ def main() -> int:
     _prctl(PR_SET_DUMPABLE, 0)
     sock = socket.socket(fileno=int(sys.argv[1]))
     config = json.loads(sock.recv(1 << 20))
+    inner = _load_inner()  # first: importing it keeps jsonschema's IRI grammar out (see inner.py)
     failed = _warm(config.get("modules", []))
-    inner = _load_inner()
     inner.warm()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the C1s reap themselves
     sock.sendall(json.dumps({"ready": True, "pid": os.getpid(), "failed": failed}).encode() + b"\n")

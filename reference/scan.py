@@ -133,14 +133,14 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_siz
     (cumulative sums of log-decays) reads and writes the (b, d, L, N) tensors several more times.
 
     On CPU, where numba imports and ``compiled`` is left on, the recurrence and read-out run fused in one compiled
-    loop instead (reference/_cpu_scan.py): same chunks, no torch op per position. ``chunk_size`` None is each
-    path's default.
+    loop instead (reference/_cpu_scan.py), D and the silu(z) gate included: same chunks, no torch op per
+    position. ``chunk_size`` None is each path's default.
     """
     dtype_in = u.dtype
     dt, u, delta, A = _prepare(u, delta, A, delta_bias, delta_softplus)
     if compiled and not u.is_cuda and _cpu_scan.available():  # the fused CPU kernel (numba), when it imports
-        y, x = _cpu_scan.scan(u, delta, A, B, C, chunk=chunk_size or _cpu_scan.CHUNK)
-        return _finish(y, u, D, z, dtype_in), x
+        out, x = _cpu_scan.scan(u, delta, A, B, C, D, z, chunk=chunk_size or _cpu_scan.CHUNK)
+        return out.to(dtype_in), x
     batch, dim, L = u.shape
     N = A.shape[1]
     B = _time_major(_expand_bc(B, dim, dt))

@@ -123,7 +123,8 @@ def _time_major(M: torch.Tensor) -> torch.Tensor:
     return M if M.dim() == 2 else M.permute(3, 0, 1, 2).contiguous()
 
 
-def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=None, compiled=True):
+def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=None, compiled=True,
+                  cpu_kernel=None):
     """Chunk by chunk, time-major, in buffers sized to stay in cache.
 
     Inside a chunk of T positions everything but the recurrence is computed for all T positions at once: the
@@ -134,12 +135,12 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_siz
 
     On CPU, where numba imports and ``compiled`` is left on, the recurrence and read-out run fused in one compiled
     loop instead (reference/_cpu_scan.py), D and the silu(z) gate included: same chunks, no torch op per
-    position. ``chunk_size`` None is each path's default.
+    position. ``chunk_size`` None is each path's default; ``cpu_kernel`` forces that loop's layout (tests).
     """
     dtype_in = u.dtype
     dt, u, delta, A = _prepare(u, delta, A, delta_bias, delta_softplus)
     if compiled and not u.is_cuda and _cpu_scan.available():  # the fused CPU kernel (numba), when it imports
-        out, x = _cpu_scan.scan(u, delta, A, B, C, D, z, chunk=chunk_size or _cpu_scan.CHUNK)
+        out, x = _cpu_scan.scan(u, delta, A, B, C, D, z, chunk=chunk_size or _cpu_scan.CHUNK, kernel=cpu_kernel)
         return out.to(dtype_in), x
     batch, dim, L = u.shape
     N = A.shape[1]

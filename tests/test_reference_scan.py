@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reference import _cpu_scan, scan
 from reference.scan import resolve_backend, selective_scan, selective_state_update
 
 F64 = torch.float64
@@ -53,18 +54,19 @@ def test_known_answer_one_channel_two_steps():
     batch=st.integers(1, 2), dim=st.sampled_from([2, 4, 6]), L=st.integers(1, 40), N=st.integers(1, 5),
     bc=st.sampled_from(["fixed", "variable", "grouped"]), chunk=st.integers(1, 17),
     use_d=st.booleans(), use_z=st.booleans(), use_bias=st.booleans(), softplus=st.booleans(),
-    seed=st.integers(0, 2**16), compiled=st.booleans(),
+    seed=st.integers(0, 2**16), compiled=st.sampled_from([False, "rows", "channels"]),
 )
 def test_chunked_equals_sequential(batch, dim, L, N, bc, chunk, use_d, use_z, use_bias, softplus, seed, compiled):
-    # compiled: the fused numba kernel (the CPU default); otherwise the torch chunk loop (CUDA, or numba missing).
-    from reference import scan
+    # compiled: the fused numba kernel (the CPU default) in either layout, one row per (batch, channel) or blocks of
+    # channels sharing a B/C group; False: the torch chunk loop (CUDA, or numba missing).
 
     x = make_inputs(batch, dim, L, N, bc, groups=2, seed=seed)
     kw = dict(D=x["D"] if use_d else None, z=x["z"] if use_z else None,
               delta_bias=x["delta_bias"] if use_bias else None, delta_softplus=softplus)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"])
     ref_out, ref_last = scan._scan_sequential(*args, **kw)
-    out, last = scan._scan_chunked(*args, **kw, chunk_size=chunk, compiled=compiled)
+    out, last = scan._scan_chunked(*args, **kw, chunk_size=chunk, compiled=bool(compiled),
+                                   cpu_kernel=compiled or None)
     torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(last, ref_last, rtol=1e-10, atol=1e-10)
 
@@ -188,8 +190,6 @@ def test_matches_transformers_torch_selective_scan_function():
 
 def test_cpu_chunked_backend_runs_the_compiled_kernel():
     # numba is a dependency: the default CPU path must be the fused kernel, not the slower torch loop.
-    from reference import _cpu_scan
-
     assert _cpu_scan.available()
     x = make_inputs(2, 4, 300, 3, "grouped", groups=2, dtype=torch.float32)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
@@ -199,8 +199,21 @@ def test_cpu_chunked_backend_runs_the_compiled_kernel():
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_cpu_kernel_plan_uses_channel_blocks_only_where_channels_share_B_and_C():
+    variable, fixed = torch.zeros(2, 16, 8), torch.zeros(256, 16)
+    assert _cpu_scan.plan(2, 256, variable, variable) == ("channels", 64)
+    assert _cpu_scan.plan(2, 256, fixed, variable) == ("rows", 1)  # fixed B: every channel has its own
+    grouped = torch.zeros(2, 8, 16, 8)  # 8 groups of 32 channels
+    assert _cpu_scan.plan(2, 256, grouped, variable) == ("channels", 32)
+    assert _cpu_scan.plan(2, 24, torch.zeros(2, 6, 4, 8), variable)[0] == "rows"  # blocks of 4: too narrow
+    assert _cpu_scan.plan(2, 24, torch.zeros(2, 6, 4, 8), variable, kernel="channels") == ("channels", 4)
+    with pytest.raises(ValueError, match="unknown CPU kernel"):
+        _cpu_scan.plan(2, 24, variable, variable, kernel="diagonal")
+
+
+@pytest.mark.parametrize("kernel", ["rows", "channels"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_chunked_decays_match_the_oracle_at_the_extremes(dtype):
+def test_chunked_decays_match_the_oracle_at_the_extremes(dtype, kernel):
     # The chunked backend's decays exp(delta * A) must be the oracle's, including underflow to 0, overflow to inf
     # and NaN/inf propagation (a guard for any faster exp in the CPU kernel). One channel per exponent z = delta * A:
     # with u = (1, 0), B = C = 1 and delta = 1, the output at position 1 is exp(z).
@@ -210,8 +223,8 @@ def test_chunked_decays_match_the_oracle_at_the_extremes(dtype):
     A = torch.tensor(z, dtype=dtype)[:, None]
     u = torch.tensor([1.0, 0.0], dtype=dtype).expand(1, d, 2).contiguous()
     delta = torch.ones(1, d, 2, dtype=dtype)
-    ones = torch.ones(d, 1, dtype=dtype)
-    fused = selective_scan(u, delta, A, ones, ones, backend="chunked")
+    ones = torch.ones(1, 1, 2, dtype=dtype)  # variable B = C = 1: every channel shares them
+    fused, _ = scan._scan_chunked(u, delta, A, ones, ones, None, None, None, False, cpu_kernel=kernel)
     oracle = selective_scan(u, delta, A, ones, ones, backend="sequential")
     tiny = torch.finfo(dtype).tiny  # subnormal decays may flush to 0
     torch.testing.assert_close(fused, oracle, rtol=8 * torch.finfo(dtype).eps, atol=tiny, equal_nan=True)

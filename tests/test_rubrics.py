@@ -336,3 +336,33 @@ def test_every_graded_function_has_a_visible_test_cell_with_its_points(lab):
              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")
              and not c.metadata["nbgrader"].get("solution")}
     assert {fn: cells.get(fn) for fn in totals} == totals
+
+
+def test_a_router_sending_tokens_to_the_wrong_experts_keeps_both_loads_for_the_feedback_bars():
+    from autograder.feedback.page import check_view
+
+    lab = "lab-2.4.4-moe-router"
+    ns = solution_namespace(lab)
+
+    def first_two(logits, top_k, normalize=True):  # every token to experts 0 and 1
+        weights, _ = reference.top_k_routing(logits, top_k, normalize)
+        return weights, torch.arange(top_k).expand(logits.shape[0], top_k)
+
+    ns["top_k_routing"] = first_two
+    rubric, results = grade_locally(lab, ns, select_check="routing_selects_top_k")
+    check = results["routing_selects_top_k"]
+    assert check.status == "failed" and "most probable" in check.message
+    load, reference_load = check.details["expert_load"], check.details["expert_load_reference"]
+    assert load == [64, 64, 0, 0, 0, 0, 0, 0]
+    assert len(reference_load) == 8 and sum(reference_load) == 128 and reference_load != load
+    (figure,) = check_view(check, rubric).figures
+    assert figure.uri.startswith("data:image/png;base64,") and "reference router" in figure.caption
+
+    def off_by_one(logits, top_k, normalize=True):  # expert ids 1..E: the last one does not exist
+        weights, experts = reference.top_k_routing(logits, top_k, normalize)
+        return weights, experts + 1
+
+    ns["top_k_routing"] = off_by_one
+    _, results = grade_locally(lab, ns, select_check="routing_selects_top_k")
+    check = results["routing_selects_top_k"]
+    assert check.status == "failed" and "outside 0..7" in check.message, check.message

@@ -15,6 +15,9 @@ import torch
 
 # A last axis with one of these names runs along the sequence: the feedback page plots the error along it.
 SEQUENCE_AXES = ("L", "seq", "position", "token")
+# The entries of CheckFailed.details that are kept with a failed check for the feedback page's figures: the largest
+# error along the sequence, and the tokens each expert received (the student's router and the reference's).
+FIGURE_DETAILS = ("error_profile", "expert_load", "expert_load_reference")
 
 
 class CheckFailed(AssertionError):

@@ -1,4 +1,7 @@
-"""Hidden checks for top_k_routing: expert choice compared as sets (torch leaves the order of ties open)."""
+"""Hidden checks for top_k_routing: expert choice compared as sets (torch leaves the order of ties open).
+
+A wrong choice of experts keeps the tokens each expert received, the student's and the reference's, for the
+feedback page's expert-load bars."""
 
 from __future__ import annotations
 
@@ -22,7 +25,15 @@ def route(student, logits, k, normalize):
     experts = expect_tensor(got[1], name="experts", shape=(logits.shape[0], k))
     if experts.dtype not in (torch.int64, torch.int32):
         raise CheckFailed(f"experts should be an integer tensor, got {experts.dtype}")
+    num_experts = logits.shape[-1]
+    if experts.numel() and (int(experts.min()) < 0 or int(experts.max()) >= num_experts):
+        raise CheckFailed(f"experts holds indices outside 0..{num_experts - 1} (there are {num_experts} experts)")
     return canonical(weights, experts.long()), canonical(*reference_routing(logits, k, normalize))
+
+
+def expert_load(experts, num_experts):
+    """Tokens sent to each expert (every slot of every token counts once)."""
+    return torch.bincount(experts.reshape(-1), minlength=num_experts).tolist()
 
 
 def test_routing_selects_top_k(student, rng):
@@ -30,7 +41,8 @@ def test_routing_selects_top_k(student, rng):
     (_, experts), (_, want) = route(student, logits, 2, True)
     wrong = int((experts != want).any(-1).sum())
     if wrong:
-        raise CheckFailed(f"{wrong} of 64 tokens were sent to other experts than their 2 most probable ones")
+        raise CheckFailed(f"{wrong} of 64 tokens were sent to other experts than their 2 most probable ones",
+                          {"expert_load": expert_load(experts, 8), "expert_load_reference": expert_load(want, 8)})
 
 
 def test_routing_normalized_weights(student, tol, rng):

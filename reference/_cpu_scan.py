@@ -31,10 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-CHUNK = 128
+CHUNK = 128  # positions per chunk: the decay buffer stays in the cache at the labs' sizes
 # numba's fallback threading layer (workqueue, where neither TBB nor GNU OpenMP is present) aborts the process on
 # concurrent parallel launches from two threads; the scan is a trusted-side helper, so serialise its calls.
-_LAUNCH = threading.Lock()  # positions per chunk: the decay buffer (b, d, T, N) stays in the cache at the labs' sizes
+_LAUNCH = threading.Lock()
 
 
 def _rows(decay, delta, u, A, B, C, D, gate, start, n, n_next, has_d, has_gate, zero, y, x):  # pragma: no cover

@@ -157,12 +157,12 @@ def available() -> bool:
     return _kernels() is not None
 
 
-def plan(batch: int, dim: int, B: torch.Tensor, C: torch.Tensor, kernel: str | None = None) -> tuple[str, int]:
-    """Which kernel scans these shapes, and its channel block: ("channels", blk) when blocks of at least 8 channels
-    share their B and C groups (variable or grouped B/C), else ("rows", 1) (fixed B/C: one group per channel).
-    ``kernel`` forces one ("channels" then takes the largest block the groups allow, down to 1)."""
-    groups = [1 if M.dim() == 3 else dim if M.dim() == 2 else M.shape[1] for M in (B, C)]
-    shared = math.gcd(*(dim // g for g in groups))  # channels per block that share both groups
+def plan(batch: int, dim: int, groups_b: int, groups_c: int, kernel: str | None = None) -> tuple[str, int]:
+    """Which kernel scans these shapes, and its channel block, from the B and C group counts of ``_bc_layout``
+    (variable 1, grouped G, fixed d: one group per channel): ("channels", blk) when blocks of at least 8 channels
+    share their B and C groups, else ("rows", 1). ``kernel`` forces one ("channels" then takes the largest block the
+    groups allow, down to 1)."""
+    shared = math.gcd(dim // groups_b, dim // groups_c)  # channels per block that share both groups
     blocks = [k for k in range(min(64, shared), 0, -1) if shared % k == 0]
     if kernel == "rows":
         return "rows", 1
@@ -198,7 +198,7 @@ def scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
     N = A.shape[1]
     dtype = u.dtype
     Bk, Ck = _bc_layout(B.to(dtype), dim), _bc_layout(C.to(dtype), dim)
-    name, blk = plan(batch, dim, B, C, kernel)
+    name, blk = plan(batch, dim, Bk.shape[1], Ck.shape[1], kernel)
     D_ = u.new_empty(0) if D is None else D.to(dtype).contiguous()
     gate = u.new_empty(0, 0, 0) if z is None else F.silu(z.to(dtype)).contiguous()
     T = max(1, min(chunk, L))

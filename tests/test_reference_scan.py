@@ -200,15 +200,17 @@ def test_cpu_chunked_backend_runs_the_compiled_kernel():
 
 
 def test_cpu_kernel_plan_uses_channel_blocks_only_where_channels_share_B_and_C():
-    variable, fixed = torch.zeros(2, 16, 8), torch.zeros(256, 16)
-    assert _cpu_scan.plan(2, 256, variable, variable) == ("channels", 64)
-    assert _cpu_scan.plan(2, 256, fixed, variable) == ("rows", 1)  # fixed B: every channel has its own
-    grouped = torch.zeros(2, 8, 16, 8)  # 8 groups of 32 channels
-    assert _cpu_scan.plan(2, 256, grouped, variable) == ("channels", 32)
-    assert _cpu_scan.plan(2, 24, torch.zeros(2, 6, 4, 8), variable)[0] == "rows"  # blocks of 4: too narrow
-    assert _cpu_scan.plan(2, 24, torch.zeros(2, 6, 4, 8), variable, kernel="channels") == ("channels", 4)
+    # group counts as _bc_layout gives them: variable 1, grouped G, fixed d (every channel its own)
+    assert _cpu_scan.plan(2, 256, 1, 1) == ("channels", 64)
+    assert _cpu_scan.plan(2, 256, 256, 1) == ("rows", 1)  # fixed B: every channel has its own
+    assert _cpu_scan.plan(2, 256, 8, 1) == ("channels", 32)  # 8 groups of 32 channels
+    assert _cpu_scan.plan(2, 24, 6, 1)[0] == "rows"  # blocks of 4: too narrow
+    assert _cpu_scan.plan(2, 24, 6, 1, kernel="channels") == ("channels", 4)
     with pytest.raises(ValueError, match="unknown CPU kernel"):
-        _cpu_scan.plan(2, 24, variable, variable, kernel="diagonal")
+        _cpu_scan.plan(2, 24, 1, 1, kernel="diagonal")
+    assert _cpu_scan._bc_layout(torch.zeros(256, 16), 256).shape[1] == 256  # fixed: one group per channel
+    assert _cpu_scan._bc_layout(torch.zeros(2, 16, 8), 256).shape[1] == 1
+    assert _cpu_scan._bc_layout(torch.zeros(2, 8, 16, 8), 256).shape[1] == 8
 
 
 @pytest.mark.parametrize("kernel", ["rows", "channels"])

@@ -12,16 +12,26 @@ Fixtures a check can ask for:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pytest
 import torch
 
-from autograder.checks.api import FIGURE_DETAILS, CheckFailed, Misconception, StudentError
-from autograder.diagnosis import RecordedCall, diagnose
+from autograder.checks.api import (
+    FIGURE_DETAILS,
+    GRAD_OUTPUT,
+    GRAD_WRT,
+    CheckFailed,
+    Misconception,
+    StudentError,
+    Tolerance,
+    recording_tolerances,
+)
+from autograder.checks.diagnosis import FailedCheck, RecordedCall, diagnose_function
 from autograder.records import CheckResult
 from autograder.rubric import Rubric
 
@@ -42,9 +52,6 @@ class SubmissionContext:
     device: str = "cpu"
 
 
-# Reserved keyword names that turn a call into a gradient call (sandbox/inner.py pops them before the call).
-GRAD_WRT = "__sparkgrade_grad_wrt__"
-GRAD_OUTPUT = "__sparkgrade_grad_output__"
 
 
 class StudentProxy:
@@ -92,15 +99,19 @@ class CheckPlugin:
     """Collects one CheckResult per hidden check, with diagnosis for failures."""
 
     def __init__(self, rubric: Rubric, caller: Caller, seed: str, context: SubmissionContext,
-                 misconceptions: Sequence[Misconception]) -> None:
+                 misconceptions: Sequence[Misconception],
+                 references: Mapping[str, Callable[..., Any]] | None = None) -> None:
         self._rubric = rubric
         self.caller = caller
         self.seed = seed
         self.context = context
         self.misconceptions = list(misconceptions)
+        self.references = dict(references or {})
         self.results: dict[str, CheckResult] = {}
         self.grader_errors: list[str] = []
         self._proxies: dict[str, StudentProxy] = {}
+        self._tolerances: dict[str, tuple[Tolerance, ...]] = {}
+        self._failed: dict[str, FailedCheck] = {}
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         return self._rubric.tolerance(str(dtype).removeprefix("torch."))
@@ -137,6 +148,12 @@ class CheckPlugin:
 
     # -- outcomes ---------------------------------------------------------------------------------------------
     @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        with recording_tolerances() as seen:
+            yield
+        self._tolerances[item.nodeid] = tuple(seen)
+
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
         outcome = yield
         report = outcome.get_result()
@@ -161,13 +178,28 @@ class CheckPlugin:
         if isinstance(exc, AssertionError):
             details = exc.details if isinstance(exc, CheckFailed) else {}
             proxy = self._proxies.get(item.nodeid)
-            diagnosis = diagnose(proxy.calls if proxy else [], self.misconceptions, self.tolerance, details)
+            # Diagnosed in finish(), once every failed check of the function is known.
+            self._failed[cid] = FailedCheck(cid, function, tuple(proxy.calls if proxy else ()),
+                                            self._tolerances.get(item.nodeid, ()), details)
             return CheckResult(cid, function, 0.0, max_points, "failed", _first_line(str(exc)) or "wrong answer",
-                               diagnosis, {k: v for k, v in details.items() if k in FIGURE_DETAILS})
+                               "", {k: v for k, v in details.items() if k in FIGURE_DETAILS})
         # The check itself crashed: never the student's fault, always worth an instructor's look.
         text = f"{type(exc).__name__}: {exc}" if exc else str(report.longrepr)[-500:]
         self.grader_errors.append(f"{cid}: {text}")
         return CheckResult(cid, function, 0.0, max_points, "error", f"the grader's check failed to run ({text})")
+
+
+    def finish(self) -> None:
+        """Diagnose the failed checks function by function: a misconception is named only if its mutant explains
+        every failed check of that function (autograder.checks.diagnosis)."""
+        by_function: dict[str, list[FailedCheck]] = {}
+        for cid, failed in self._failed.items():
+            if self.results.get(cid) is not None and self.results[cid].status == "failed":
+                by_function.setdefault(failed.function, []).append(failed)
+        for failed in by_function.values():
+            texts = diagnose_function(failed, self.misconceptions, self.references, self.tolerance)
+            for cid, text in texts.items():
+                self.results[cid] = dataclasses.replace(self.results[cid], diagnosis=text)
 
 
 def _first_line(text: str, limit: int = 400) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autograder.diagnosis import NO_MATCH
+from autograder.checks.diagnosis import NO_MATCH
 from autograder.feedback import figures
 from autograder.feedback.notebook import NotebookView, clean_text, notebook_view
 from autograder.feedback.render import render
@@ -20,7 +20,7 @@ from autograder.rubric import Rubric
 from autograder.store import atomic_write
 
 MAX_BENCHMARKS_BYTES = 2_000_000
-MISCONCEPTION_PREFIX = "Looks like: "  # autograder.diagnosis.diagnose's wording for a matched misconception
+MISCONCEPTION_PREFIX = "Looks like: "  # autograder.checks.diagnosis.diagnose's wording for a matched misconception
 # nbgrader's release_feedback reads these two files beside the page (written by its submit, kept by collect).
 NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")
 _SCHEMA_FIELDS = set(InferenceRecord.model_fields) | set(TrainRecord.model_fields)

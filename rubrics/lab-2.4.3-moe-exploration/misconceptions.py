@@ -128,3 +128,7 @@ MISCONCEPTIONS = [
                   "Qwen2-MoE keeps a dense MLP of intermediate_size in mlp_only_layers and in layers off the "
                   "decoder_sparse_step grid.", _every_layer_sparse),
 ]
+
+# The course's answers (diagnosis names a mutant only where it differs from them).
+REFERENCES = {"expert_activation_counts": expert_activation_counts,
+              "moe_param_counts": lambda config: moe_param_counts(_config(config))}

@@ -111,3 +111,15 @@ MISCONCEPTIONS = [
     Misconception("entropy in bits", "load_imbalance",
                   "The entropy is in nats (natural log), not bits.", _imbalance_log2),
 ]
+
+def _load_imbalance(counts):
+    """The lab's definition: population cv, max/mean and the entropy (nats) of the load summed over layers."""
+    c = counts.double().sum(0) if counts.dim() == 2 else counts.double()
+    q = c / c.sum()
+    return {"cv": float(c.std(unbiased=False) / c.mean()), "max_over_mean": float(c.max() / c.mean()),
+            "entropy": -sum(float(p) * math.log(float(p)) for p in q if p > 0)}
+
+
+# The course's answers (diagnosis names a mutant only where it differs from them).
+REFERENCES = {"top_k_routing": top_k_routing, "load_balancing_loss": load_balancing_loss,
+              "router_z_loss": router_z_loss, "load_imbalance": _load_imbalance}

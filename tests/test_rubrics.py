@@ -29,7 +29,7 @@ import torch
 import transformers
 
 import reference
-from autograder.checks.plugin import GRAD_OUTPUT, GRAD_WRT, SubmissionContext
+from autograder.checks.plugin import GRAD_OUTPUT, GRAD_WRT, RETURN_ARGS, SubmissionContext
 from autograder.checks.runner import check_files, load_misconceptions, run_checks
 from autograder.paths import assignments_root, rubrics_root
 from autograder.rubric import load_rubric
@@ -73,9 +73,11 @@ class LocalCaller:
             return CallResult("error", error=f"NameError: {function!r} is not defined", sandboxed=False)
         args, kwargs = list(_resolve(_copy(tuple(args)))), _resolve(_copy(dict(kwargs or {})))
         wrt, grad_output = kwargs.pop(GRAD_WRT, None), kwargs.pop(GRAD_OUTPUT, None)
+        returned = kwargs.pop(RETURN_ARGS, None)
         try:
             if wrt is None:
                 value = fn(*args, **kwargs)
+                value = value if returned is None else (value, [args[i] for i in returned])
             else:  # a gradient call, as sandbox/inner.py answers it
                 for i in wrt:
                     args[i] = args[i].requires_grad_(True)

@@ -278,6 +278,17 @@ def test_calls_return_checked_values(benign: Sandbox) -> None:
 
 
 @needs_bwrap
+def test_a_call_can_hand_back_the_arguments_it_updated_in_place(benign: Sandbox) -> None:
+    from autograder.checks.api import RETURN_ARGS
+
+    x = torch.zeros(3)
+    value, (after,) = benign.call("bump_", (x,), {RETURN_ARGS: [0]}).value
+    torch.testing.assert_close(value, torch.tensor(3.0))
+    torch.testing.assert_close(after, torch.ones(3))  # the sandbox's copy, as the function left it
+    torch.testing.assert_close(x, torch.zeros(3))  # the grader's own tensor never crossed
+
+
+@needs_bwrap
 def test_call_overhead_is_small(benign: Sandbox) -> None:
     benign.call("add", (1, 2))
     n = 10

@@ -23,6 +23,9 @@ FIGURE_DETAILS = ("error_profile", "expert_load", "expert_load_reference")
 # Reserved keyword names that turn a call into a gradient call (sandbox/inner.py pops them before the call).
 GRAD_WRT = "__sparkgrade_grad_wrt__"
 GRAD_OUTPUT = "__sparkgrade_grad_output__"
+# Reserved keyword: the call returns (value, [args[i] for i in RETURN_ARGS]) as they are after the call, so a check
+# can see what the function updated in place.
+RETURN_ARGS = "__sparkgrade_return_args__"
 
 
 class CheckFailed(AssertionError):

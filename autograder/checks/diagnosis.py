@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from autograder.checks.api import GRAD_OUTPUT, GRAD_WRT, Misconception, Tolerance, is_close
+from autograder.checks.api import GRAD_OUTPUT, GRAD_WRT, RETURN_ARGS, Misconception, Tolerance, is_close
 
 NO_MATCH = "no known misconception matches"
 MATCH_PREFIX = "Looks like: "
@@ -99,11 +99,13 @@ def _clone(value: Any) -> Any:
 
 
 def _run(fn: Callable[..., Any], call: RecordedCall) -> Any:
-    """fn on a copy of the call's inputs; a gradient call is answered as sandbox/inner.py answers it."""
+    """fn on a copy of the call's inputs; gradient and in-place calls are answered as sandbox/inner.py does."""
     args, kwargs = list(_clone(call.args)), _clone(call.kwargs)
     wrt, grad_output = kwargs.pop(GRAD_WRT, None), kwargs.pop(GRAD_OUTPUT, None)
+    returned = kwargs.pop(RETURN_ARGS, None)
     if wrt is None:
-        return fn(*args, **kwargs)
+        value = fn(*args, **kwargs)
+        return value if returned is None else (value, [args[i] for i in returned])
     with torch.enable_grad():
         for i in wrt:
             args[i] = args[i].detach().requires_grad_(True)

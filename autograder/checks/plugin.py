@@ -25,6 +25,7 @@ from autograder.checks.api import (
     FIGURE_DETAILS,
     GRAD_OUTPUT,
     GRAD_WRT,
+    RETURN_ARGS,
     CheckFailed,
     Misconception,
     StudentError,
@@ -68,6 +69,13 @@ class StudentProxy:
         inside the sandbox: a tuple of tensors shaped like those arguments."""
         extra = {GRAD_WRT: list(wrt), GRAD_OUTPUT: grad_output}
         return getattr(self, function)(*args, **kwargs, **extra)
+
+    def updating(self, function: str, *args: Any, returned: Sequence[int], **kwargs: Any) -> tuple[Any, list[Any]]:
+        """(value, [args[i] for i in ``returned``] as the function left them): observes in-place updates."""
+        got = getattr(self, function)(*args, **kwargs, **{RETURN_ARGS: list(returned)})
+        if not isinstance(got, tuple | list) or len(got) != 2 or not isinstance(got[1], list):
+            raise CheckFailed(f"{function}: the sandbox did not hand back the updated arguments")
+        return got[0], got[1]
 
     def __getattr__(self, function: str) -> Callable[..., Any]:
         if function.startswith("_"):

@@ -88,6 +88,8 @@ def _sparkgrade_call(ns, call_dir, function, models_dir):
     # A gradient call: d(first output . grad_output) / d(args[i]) for i in wrt, by autograd through the function.
     grad_wrt = kwargs.pop("__sparkgrade_grad_wrt__", None)
     grad_output = kwargs.pop("__sparkgrade_grad_output__", None)
+    # Arguments the function must update in place (a decode step's state): handed back after the call.
+    return_args = kwargs.pop("__sparkgrade_return_args__", None)
     if grad_wrt is not None:
         grad_wrt = [int(i) for i in grad_wrt]
         for i in grad_wrt:
@@ -135,6 +137,8 @@ def _sparkgrade_call(ns, call_dir, function, models_dir):
     start = time.perf_counter()
     if grad_wrt is None:
         result = fn(*args, **kwargs)
+        if return_args is not None:
+            result = (result, [args[int(i)] for i in return_args])
     else:
         import torch
 

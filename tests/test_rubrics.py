@@ -15,6 +15,7 @@ is also the trusted side's $SPARKGRADE_MODELS_TRUSTED.
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.util
 import json
 import math
@@ -101,7 +102,12 @@ def _copy(v):
 
 def _resolve(v):
     if isinstance(v, Model):
-        return load_model(os.environ[MODELS_ENV], v.name, v.dtype)
+        if v.config is None and not v.lora and v.freeze is None:
+            return load_model(os.environ[MODELS_ENV], v.name, v.dtype)
+        from autograder.checks.trusted import build_model
+
+        # A fresh copy, as each sandbox builds its own: a student's function may change requires_grad.
+        return copy.deepcopy(build_model(os.environ[MODELS_ENV], v))
     if isinstance(v, list | tuple):
         return type(v)(_resolve(x) for x in v)
     if isinstance(v, dict):

@@ -56,13 +56,29 @@ def _sparkgrade_call(ns, call_dir, function, models_dir):
     models = cache.__dict__.setdefault("models", {})
 
     def load_model(v):
-        key = (v["name"], v.get("dtype"), device)
+        # Same recipe as autograder.checks.trusted.build_model (the grader's side of the comparison).
+        key = (v["name"], v.get("dtype"), device, v.get("config"), tuple(v.get("lora") or ()), v.get("freeze"))
         if key not in models:
             import torch
-            from transformers import AutoModelForCausalLM
+            from transformers import AutoConfig, AutoModelForCausalLM
             kw = {"dtype": getattr(torch, v["dtype"])} if v.get("dtype") else {}
-            path = os.path.join(models_dir, v["name"])
-            models[key] = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kw).to(device).eval()
+            if v.get("config"):
+                fields = json.loads(v["config"])
+                config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+                torch.manual_seed(0)
+                model = AutoModelForCausalLM.from_config(config, **kw)
+            else:
+                path = os.path.join(models_dir, v["name"])
+                model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kw)
+            if v.get("lora"):
+                from peft import LoraConfig, get_peft_model
+                model = get_peft_model(model, LoraConfig(r=4, target_modules=list(v["lora"])))
+            if v.get("freeze"):
+                import re
+                for name, p in model.named_parameters():
+                    if re.search(v["freeze"], name):
+                        p.requires_grad_(False)
+            models[key] = model.to(device).eval()
         return models[key]
 
     def dec(v):

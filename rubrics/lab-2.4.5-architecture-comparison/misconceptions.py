@@ -17,7 +17,7 @@ from reference import perplexity as reference_perplexity
 
 def _model(model):
     if isinstance(model, Model):
-        return trusted_model(model.name, model.dtype)
+        return trusted_model(model)
     return model
 
 

@@ -14,7 +14,7 @@ from autograder.sandbox import Model
 
 def _model(model):
     if isinstance(model, Model):
-        return trusted_model(model.name, model.dtype)
+        return trusted_model(model)
     return model
 
 

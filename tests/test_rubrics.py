@@ -184,9 +184,14 @@ def _count_by_storage(model):
 
 
 def _lora_targets_by_class(model):
-    """The lab's answer found by the mixer's class: its Linear children fed by the torch path as modules."""
-    mixer = next(m for m in model.modules() if type(m).__name__ == "MambaMixer")
-    return [n for n, m in mixer.named_children() if isinstance(m, torch.nn.Linear) and n in {"in_proj", "x_proj"}]
+    """The lab's answer found from module paths: Linear modules named in_proj / x_proj whose parent is a mixer."""
+    found: list[str] = []
+    for path, module in model.named_modules():
+        parent, _, last = path.rpartition(".")
+        if (isinstance(module, torch.nn.Linear) and last in ("in_proj", "x_proj") and last not in found
+                and "Mixer" in type(model.get_submodule(parent)).__name__):
+            found.append(last)
+    return found
 
 
 # Independent implementations where the reference package has no function of that name (or another signature).

@@ -103,3 +103,9 @@ def test_a_mixtral_count_that_forgets_the_router_is_not_called_a_shared_expert_m
     assert check.status == "failed"
     assert "shared expert" not in check.diagnosis
     assert "router weights forgotten" in check.diagnosis
+
+
+def test_a_mutant_that_blows_up_where_the_student_does_still_matches():
+    blown = torch.tensor([1.0, float("nan"), float("inf")])
+    assert close_structures(blown.clone(), blown, Tolerance(1e-4, 0), DTYPE_TOL)
+    assert not close_structures(torch.tensor([1.0, 2.0, float("inf")]), blown, Tolerance(1e-4, 0), DTYPE_TOL)

@@ -44,11 +44,14 @@ def function_checks(lab: str) -> set[str]:
 
 
 def verdicts(lab: str, m: Misconception | None, seed: str) -> dict[str, str]:
-    """check -> status for the course's answer (m None) or one variant, under one seed."""
+    """check -> status for the course's answer (m None: every check) or one variant (its function's checks: that
+    a variant costs no other function points is test_rubrics.py's business), under one seed."""
     ns = solution_namespace(lab)
+    skip = NOT_MUTATED | {"benchmarks"}
     if m is not None:
         ns[m.function] = m.mutant
-    _, results = grade_locally(lab, ns, seed=seed, skip_functions=NOT_MUTATED | {"benchmarks"})
+        skip = frozenset(c.function for c in load_rubric(lab).checks.values()) - {m.function}
+    _, results = grade_locally(lab, ns, seed=seed, skip_functions=skip)
     return {k: r.status for k, r in results.items()}
 
 

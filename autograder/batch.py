@@ -1,4 +1,5 @@
-"""Run many grading tasks: in this process, on local worker processes, or on a Dask distributed cluster.
+"""The batch: find a lab's submissions, grade what is new on local worker processes or a Dask cluster, and store
+each result as it arrives (`sparkgrade grade`). Grading one submission is autograder/grading.py's business.
 
 A task is self-contained: it carries the submission's bytes, its seed and the lab id, and returns the GradeRecord
 and the executed notebook. Workers are stateless; everything that is stored (results, nbgrader's gradebook) is
@@ -12,16 +13,22 @@ binds only that GPU's device nodes); other labs run on CPU workers. On Dask, GPU
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from autograder.grading import LabContext, Submission, grade_submission, load_lab
-from autograder.records import GradeRecord
+from autograder.course.gradebook import seconds_late, sync_record
+from autograder.db.store import CourseStore
+from autograder.errors import UserError
+from autograder.grading import LabContext, grade_submission, load_lab
+from autograder.intake.submission import Submission, find_submissions, read_submission_folder
+from autograder.records import Flag, GradeRecord
+from autograder.sandbox import check_sandbox_available
 
 
 @dataclass(frozen=True)
@@ -139,3 +146,56 @@ def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]
                    for t in tasks]
         for fut in as_completed(futures):
             yield fut.result()
+
+
+# -- the course batch (`sparkgrade grade`) -------------------------------------------------------------------------
+
+Progress = Callable[[GradeRecord, int, int], None]  # (record just stored, done, total)
+
+
+def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, *, no_sandbox: bool = False,
+                 force: bool = False, hardware: str | None = None, db_url: str | None = None,
+                 workers: int | None = None, scheduler: str | None = None,
+                 on_result: Progress | None = None) -> list[GradeRecord]:
+    """Grade every (or the named) submission of one lab; already-graded identical content is skipped, so running
+    the same command again after a crash grades exactly what is missing.
+
+    Tasks run on ``workers`` local processes (default: from cores and GPUs) or on the Dask cluster at
+    ``scheduler``; results are stored here, one at a time, as they arrive, and reported to ``on_result``."""
+    if not (course_dir / "nbgrader_config.py").is_file() and not (course_dir / "submitted").is_dir():
+        raise UserError(f"{course_dir} is not a course folder (no nbgrader_config.py, no submitted/): "
+                        "create one with `sparkgrade init`")
+    if not no_sandbox and scheduler is None:
+        check_sandbox_available()
+    ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox, hardware=hardware)
+    store = CourseStore(course_dir, db_url)
+    subs = find_submissions(course_dir, lab, students)
+    records: dict[str, GradeRecord] = {}
+    tasks: list[GradeTask] = []
+    for student, path in subs:
+        sub = read_submission_folder(student, lab, path)
+        old = None if force else store.unchanged(lab, student, sub.content_hash, ctx.rubric.version, not no_sandbox)
+        if old is not None:
+            records[student] = old
+            continue
+        tasks.append(GradeTask(sub, store.seed_for(student, lab, sub.content_hash), str(course_dir.resolve()),
+                               no_sandbox, hardware, ctx.rubric.gpu))
+    if scheduler:
+        results = run_dask(tasks, scheduler)
+    else:
+        n = workers or default_workers(ctx.rubric.gpu, ctx.rubric.sandbox_limits.threads)
+        results = run_local(tasks, n)
+    for result in results:
+        record, student = result.record, result.record.student
+        late = seconds_late(course_dir, lab, student)
+        if late > 0:
+            record = dataclasses.replace(record, flags=(*record.flags, Flag(
+                "late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy applies)")))
+        store.save(record, result.executed)
+        if (course_dir / "gradebook.db").exists():
+            sync_record(course_dir, record)
+        records[student] = record
+        if on_result is not None:
+            on_result(record, len(records), len(subs))
+    store.close()
+    return [records[s] for s, _ in subs if s in records]

@@ -1,63 +1,41 @@
-"""Grade submissions: the ordered steps for one submission, and the `sparkgrade grade` command around them.
+"""Grade one submission: the ordered steps it takes, from untrusted bytes to a GradeRecord.
 
     read (untrusted bytes -> notebook, or "invalid")
     -> repair locked cells from the source, flag tampering
     -> run the notebook in its own sandbox (kernel inside; the executed notebook comes back)
     -> hidden checks in this process, calling the student's functions in that sandbox
-    -> score from the rubric -> store (atomic) -> next submission
+    -> score from the rubric
 
-A submission that fails at any step gets a record saying why; the batch always goes on.
+A submission that fails at any step gets a record saying why. Finding, scheduling and storing many submissions is
+the batch's business (autograder/batch.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from autograder import execution
 from autograder.checks.plugin import SubmissionContext
 from autograder.checks.runner import run_checks
-from autograder.errors import UserError
-from autograder.execution import select_cells
-from autograder.gradebook import seconds_late, sync_record
-from autograder.integrity import (
-    MAX_NOTEBOOK_BYTES,
+from autograder.intake import cells as execution
+from autograder.intake.cells import select_cells
+from autograder.intake.notebook import (
     InvalidNotebook,
     read_submission,
     repair_locked_cells,
     suspicious_code,
 )
+from autograder.intake.submission import Submission
 from autograder.paths import assignments_root, check_lab
 from autograder.records import CheckResult, Flag, GradeRecord
 from autograder.rubric import Rubric, load_rubric
-from autograder.sandbox import Sandbox, check_sandbox_available
-from autograder.store import CourseStore
-
-# Files a check may read from the submission folder, as untrusted data, with a size cap each.
-DATA_FILES = {"benchmarks.json": 2 * 1024 * 1024}
-
-
-@dataclass(frozen=True)
-class Submission:
-    student: str
-    lab: str
-    notebook: bytes
-    files: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def content_hash(self) -> str:
-        h = hashlib.sha256(self.notebook)
-        for name in sorted(self.files):
-            h.update(name.encode() + b"\0" + self.files[name])
-        return h.hexdigest()
+from autograder.sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -192,115 +170,3 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
         timings["definitions_run_s"] = rerun_after_s
     return GradeRecord(status=status, score=score, checks=tuple(checks), flags=tuple(flags), reason=reason,
                        timings=timings, **base), executed
-
-
-def find_submissions(course_dir: Path, lab: str, students: list[str] | None) -> list[tuple[str, Path]]:
-    """COURSE_DIR/submitted/<student>/<lab>/<lab>.ipynb, as nbgrader collects them."""
-    root = course_dir / "submitted"
-    found = sorted((p.parent.parent.name, p) for p in root.glob(f"*/{lab}/{lab}.ipynb")) if root.is_dir() else []
-    if students:
-        missing = sorted(set(students) - {s for s, _ in found})
-        if missing:
-            raise UserError(f"no submission of {lab} for: {', '.join(missing)} (looked in {root})")
-        found = [(s, p) for s, p in found if s in students]
-    return found
-
-
-def read_submission_folder(student: str, lab: str, notebook_path: Path) -> Submission:
-    """The submitted notebook and data files. The student made this folder: a symlink or FIFO planted under an
-    expected name is not followed (it would let the grader read the course secret or another submission)."""
-    from autograder.sandbox.codec import OutputError, open_dir, read_bounded
-
-    dir_fd = open_dir(str(notebook_path.parent))
-    try:
-        files = {}
-        for name, cap in DATA_FILES.items():
-            try:
-                data = read_bounded(dir_fd, name, cap)
-            except OutputError:
-                data = None  # the benchmark checks then say that no usable file was submitted
-            if data is not None:
-                files[name] = data
-        try:
-            notebook = read_bounded(dir_fd, notebook_path.name, 2 * MAX_NOTEBOOK_BYTES) or b""
-        except OutputError:
-            notebook = b""  # graded as invalid: not a notebook we can read
-    finally:
-        os.close(dir_fd)
-    return Submission(student, lab, notebook, files)
-
-
-def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, *, no_sandbox: bool = False,
-                 force: bool = False, hardware: str | None = None, progress: bool = True, db_url: str | None = None,
-                 workers: int | None = None, scheduler: str | None = None) -> list[GradeRecord]:
-    """Grade every (or the named) submission of one lab; already-graded identical content is skipped, so running
-    the same command again after a crash grades exactly what is missing.
-
-    Tasks run on ``workers`` local processes (default: from cores and GPUs) or on the Dask cluster at
-    ``scheduler``; results are stored here, one at a time, as they arrive."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from autograder.batch import GradeTask, default_workers, run_dask, run_local
-
-    if not (course_dir / "nbgrader_config.py").is_file() and not (course_dir / "submitted").is_dir():
-        raise UserError(f"{course_dir} is not a course folder (no nbgrader_config.py, no submitted/): "
-                        "create one with `sparkgrade init`")
-    if not no_sandbox and scheduler is None:
-        check_sandbox_available()
-    ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox, hardware=hardware)
-    store = CourseStore(course_dir, db_url)
-    subs = find_submissions(course_dir, lab, students)
-    records: dict[str, GradeRecord] = {}
-    tasks: list[GradeTask] = []
-    for student, path in subs:
-        sub = read_submission_folder(student, lab, path)
-        old = store.load(lab, student)
-        if (not force and old is not None and old.content_hash == sub.content_hash
-                and old.rubric_version == ctx.rubric.version and old.sandboxed == (not no_sandbox)):
-            records[student] = old
-            continue
-        tasks.append(GradeTask(sub, store.seed_for(student, lab, sub.content_hash), str(course_dir.resolve()),
-                               no_sandbox, hardware, ctx.rubric.gpu))
-    if scheduler:
-        results = run_dask(tasks, scheduler)
-    else:
-        n = workers or default_workers(ctx.rubric.gpu, ctx.rubric.sandbox_limits.threads)
-        results = run_local(tasks, n)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        task_id = bar.add_task(f"grading {lab}", total=len(subs), completed=len(records))
-        for result in results:
-            record, student = result.record, result.record.student
-            late = seconds_late(course_dir, lab, student)
-            if late > 0:
-                record = dataclasses.replace(record, flags=(*record.flags, Flag(
-                    "late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy applies)")))
-            store.save(record, result.executed)
-            if (course_dir / "gradebook.db").exists():
-                sync_record(course_dir, record)
-            records[student] = record
-            score = f"{record.score:g}/{record.max_score:g}"
-            bar.update(task_id, advance=1, description=f"grading {lab}: {student} {score}")
-    store.close()
-    return [records[s] for s, _ in subs if s in records]
-
-
-def cmd_grade(args) -> int:
-    course = Path(args.course_dir)
-    records = grade_course(course, args.lab, args.student, no_sandbox=getattr(args, "no_sandbox", False),
-                           force=getattr(args, "force", False), db_url=getattr(args, "db", None),
-                           workers=getattr(args, "workers", None), scheduler=getattr(args, "scheduler", None))
-    if not records:
-        print(f"no submissions of {args.lab} in {course / 'submitted'}")
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{args.lab}: {len(records)} submission(s)")
-    for col in ("student", "status", "score", "flags"):
-        table.add_column(col)
-    for r in records:
-        kinds = ", ".join(sorted({f.kind for f in r.flags}))
-        table.add_row(r.student, r.status, f"{r.score:g} / {r.max_score:g}", kinds)
-    Console().print(table)
-    return 0

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autograder.errors import UserError
 from autograder.paths import rubrics_root
-from autograder.sandbox import Limits
+from autograder.sandbox.limits import Limits
 
 # FACTS.md: the tolerances mamba-ssm's own tests use against its reference (rtol, atol).
 DEFAULT_TOLERANCES = {

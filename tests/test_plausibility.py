@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autograder.cli import main
+from autograder.feedback.roofline import roofline_figure
 from autograder.plausibility import (
     DEFAULT_RUBRIC,
     RubricPoints,
@@ -27,7 +28,6 @@ from autograder.plausibility import (
     spot_check,
     workload,
 )
-from autograder.roofline import roofline_figure
 from reference.catalogue import MODELS
 from reference.hardware import PROFILES, get_profile
 from reference.memory import dtype_bytes, kv_cache_bytes, mamba_state_bytes, prefill_flops

@@ -76,7 +76,7 @@ class LocalCaller:
         try:
             if wrt is None:
                 value = fn(*args, **kwargs)
-            else:  # a gradient call, as sandbox/inner.py answers it
+            else:  # a gradient call, as sandbox/inside/harness.py answers it
                 for i in wrt:
                     args[i] = args[i].requires_grad_(True)
                 out = fn(*args, **kwargs)

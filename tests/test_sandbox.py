@@ -165,7 +165,7 @@ def _mounts(tmp_path: Path, models: bool = True) -> bw.Mounts:
     return bw.Mounts(
         work_dir=tmp_path / "work",
         etc_dir=tmp_path / "etc",
-        runner=Path("/x/inner.py"),
+        runner_dir=Path("/x/inside"),
         python_dirs=(Path("/py"), Path("/venv")),
         models_dir=tmp_path / "models" if models else None,
     )

@@ -42,7 +42,7 @@ class SubmissionContext:
     device: str = "cpu"
 
 
-# Reserved keyword names that turn a call into a gradient call (sandbox/inner.py pops them before the call).
+# Reserved keyword names that turn a call into a gradient call (sandbox/inside/harness.py pops them before the call).
 GRAD_WRT = "__sparkgrade_grad_wrt__"
 GRAD_OUTPUT = "__sparkgrade_grad_output__"
 

@@ -20,7 +20,7 @@ matplotlib.use("Agg")  # no display on a grading machine
 
 import matplotlib.pyplot as plt
 
-from autograder.roofline import roofline_figure
+from autograder.feedback.roofline import roofline_figure
 
 MAX_POINTS = 4096  # a figure of more values than this is downsampled to its maxima (details are bounded anyway)
 _INK = "#1f2937"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autograder.db.store import atomic_write
 from autograder.diagnosis import NO_MATCH
 from autograder.feedback import figures
 from autograder.feedback.notebook import NotebookView, clean_text, notebook_view
@@ -17,7 +18,6 @@ from autograder.feedback.render import render
 from autograder.plausibility import InferenceRecord, TrainRecord, Verdict, check_benchmarks, parse_records
 from autograder.records import CheckResult, GradeRecord
 from autograder.rubric import Rubric
-from autograder.store import atomic_write
 
 MAX_BENCHMARKS_BYTES = 2_000_000
 MISCONCEPTION_PREFIX = "Looks like: "  # autograder.diagnosis.diagnose's wording for a matched misconception

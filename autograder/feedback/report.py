@@ -10,12 +10,12 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from autograder.db.store import atomic_write
 from autograder.feedback import figures
 from autograder.feedback.page import feedback_dir, split_diagnosis
 from autograder.feedback.render import render
 from autograder.records import GradeRecord
 from autograder.rubric import Rubric
-from autograder.store import atomic_write
 
 SLOWEST = 10
 TIMING_KEYS = ("sandbox_start_s", "notebook_s", "checks_s", "total_s")

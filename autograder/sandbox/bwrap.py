@@ -9,6 +9,8 @@ import functools
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from autograder.errors import UserError
 
 INSIDE_WORK = "/submission"
 INSIDE_MODELS = "/lab/models"
-INSIDE_RUNNER = "/run/sparkgrade/inner.py"
+INSIDE_RUNNER_DIR = "/run/sparkgrade"
+INSIDE_RUNNER = f"{INSIDE_RUNNER_DIR}/runner.py"
 SANDBOX_UID = 65534  # nobody
 
 # Only what the dynamic loader, Python and the kernel need from /etc: no shadow, no host names, no machine id.
@@ -40,7 +43,7 @@ class Mounts:
 
     work_dir: Path  # the submission's private folder, writable, at /submission
     etc_dir: Path  # generated passwd/group/hosts, read-only
-    runner: Path  # inner.py, read-only
+    runner_dir: Path  # sandbox/inside/ (runner.py, harness.py), read-only
     python_dirs: tuple[Path, ...]  # the Python installation and the venv, read-only at their own paths
     models_dir: Path | None = None  # read-only at /lab/models
 
@@ -120,7 +123,7 @@ def build_argv(
         argv += ["--ro-bind-try", path, path]
     for d in mounts.python_dirs:
         argv += ["--ro-bind", str(d), str(d)]
-    argv += ["--ro-bind", str(mounts.runner), INSIDE_RUNNER]
+    argv += ["--ro-bind", str(mounts.runner_dir), INSIDE_RUNNER_DIR]
     if mounts.models_dir is not None:
         argv += ["--ro-bind", str(mounts.models_dir), INSIDE_MODELS]
     argv += ["--bind", str(mounts.work_dir), INSIDE_WORK]
@@ -180,3 +183,26 @@ def check_sandbox_available() -> str:
         )
     first = err.splitlines()[0] if err else f"exit status {rc}"
     raise UserError(f"bubblewrap cannot create a sandbox here ({first}): check that user namespaces are enabled")
+
+
+def make_root(notebook_name: str, notebook: bytes, files: Mapping[str, bytes | Path], calls_dir: str) -> Path:
+    """A fresh host folder for one sandbox: work/ (the notebook, the lab's files, the calls folder; mounted
+    writable at /submission) and etc/ (the passwd, group and hosts the sandbox sees)."""
+    root = Path(tempfile.mkdtemp(prefix="sparkgrade-"))
+    work = root / "work"
+    etc = root / "etc"
+    work.mkdir(mode=0o755)
+    etc.mkdir()
+    (work / notebook_name).write_bytes(notebook)
+    for name, content in files.items():
+        target = (work / name).resolve()
+        if work.resolve() not in target.parents:
+            raise ValueError(f"lab file {name!r} would land outside the work folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content.read_bytes() if isinstance(content, Path) else content)
+    (work / calls_dir).mkdir()
+    uid = SANDBOX_UID
+    (etc / "passwd").write_text(f"student:x:{uid}:{uid}:student:/tmp/home:/usr/sbin/nologin\n")
+    (etc / "group").write_text(f"student:x:{uid}:\n")
+    (etc / "hosts").write_text("127.0.0.1 localhost sandbox\n::1 localhost\n")
+    return root

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from autograder.sandbox.records import Model
+from autograder.sandbox.calls import Model
 
 MAX_DEPTH = 8
 MAX_ITEMS = 100_000
@@ -158,3 +158,51 @@ def decode_outputs(spec_bytes: bytes, tensor_bytes: bytes | None) -> tuple[Any, 
     wall = spec.get("wall_s")
     wall_s = float(wall) if type(wall) in (int, float) and math.isfinite(wall) and wall >= 0 else 0.0
     return value, wall_s
+
+
+def write_call_inputs(work_fd: int, calls_dir: str, call_id: str, spec: bytes, tensors: bytes) -> None:
+    """in.json (+ in.safetensors) into a fresh folder for one call, created without following links."""
+    calls_fd = open_dir(calls_dir, work_fd)
+    try:
+        os.mkdir(call_id, mode=0o755, dir_fd=calls_fd)
+        call_fd = open_dir(call_id, calls_fd)
+        try:
+            for name, data in (("in.json", spec), ("in.safetensors", tensors)):
+                if name == "in.safetensors" and not data:
+                    continue
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(name, flags, 0o644, dir_fd=call_fd)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+        finally:
+            os.close(call_fd)
+    finally:
+        os.close(calls_fd)
+
+
+def read_call_outputs(work_fd: int, calls_dir: str, call_id: str, limit: int) -> tuple[Any, float]:
+    """(value, wall_s) from one call's out.json (+ out.safetensors): files opened without following links, each
+    capped at ``limit`` bytes, then decoded as hostile data (decode_outputs)."""
+    calls_fd = open_dir(calls_dir, work_fd)
+    try:
+        call_fd = open_dir(call_id, calls_fd)
+    finally:
+        os.close(calls_fd)
+    try:
+        spec = read_bounded(call_fd, "out.json", limit)
+        tensors = read_bounded(call_fd, "out.safetensors", limit)
+    finally:
+        os.close(call_fd)
+    if spec is None:
+        raise OutputError("the call wrote no out.json")
+    return decode_outputs(spec, tensors)
+
+
+def as_number(value: Any) -> float:
+    """A number from a reply of the runner (untrusted JSON); anything else reads as 0."""
+    return float(value) if type(value) in (int, float) else 0.0
+
+
+def as_text(value: Any, limit: int) -> str:
+    """A string from a reply of the runner (untrusted JSON), cut to ``limit`` characters; anything else reads as ""."""
+    return value[:limit] if isinstance(value, str) else ""

@@ -18,7 +18,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -29,12 +28,22 @@ from typing import Any
 
 from autograder.sandbox import bwrap as bw
 from autograder.sandbox import zygote
+from autograder.sandbox.calls import Call, CallResult, Reason, SandboxResult
 from autograder.sandbox.cgroup import Cgroup
-from autograder.sandbox.codec import OutputError, decode_outputs, encode_call, open_dir, read_bounded
+from autograder.sandbox.codec import (
+    OutputError,
+    as_number,
+    as_text,
+    encode_call,
+    open_dir,
+    read_bounded,
+    read_call_outputs,
+    write_call_inputs,
+)
 from autograder.sandbox.limits import Limits
-from autograder.sandbox.records import Call, CallResult, Reason, SandboxResult
 
-RUNNER = Path(__file__).with_name("inner.py")
+INSIDE_DIR = Path(__file__).parent / "inside"  # everything that runs next to student code
+RUNNER = INSIDE_DIR / "runner.py"
 CALLS_DIR = ".sparkgrade-calls"
 MAX_LINE = 8 << 20  # longest protocol line we parse
 MAX_JUNK = 1 << 20  # bytes of foreign writes on the protocol pipe before we call it an output flood
@@ -102,74 +111,54 @@ class Sandbox:
         return self._root / "work"
 
     def _prepare(self) -> None:
-        self._root = Path(tempfile.mkdtemp(prefix="sparkgrade-"))
-        work = self._root / "work"
-        etc = self._root / "etc"
-        work.mkdir(mode=0o755)
-        etc.mkdir()
-        (work / self._notebook_name).write_bytes(self._notebook)
-        for name, content in self._files.items():
-            target = (work / name).resolve()
-            if work.resolve() not in target.parents:
-                raise ValueError(f"lab file {name!r} would land outside the work folder")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content.read_bytes() if isinstance(content, Path) else content)
-        (work / CALLS_DIR).mkdir()
-        uid = bw.SANDBOX_UID
-        (etc / "passwd").write_text(f"student:x:{uid}:{uid}:student:/tmp/home:/usr/sbin/nologin\n")
-        (etc / "group").write_text(f"student:x:{uid}:\n")
-        (etc / "hosts").write_text("127.0.0.1 localhost sandbox\n::1 localhost\n")
-        self._work_fd = open_dir(str(work))
+        self._root = bw.make_root(self._notebook_name, self._notebook, self._files, CALLS_DIR)
+        self._work_fd = open_dir(str(self._root / "work"))
 
     def _spawn(self) -> None:
+        """Start the runner by one of three launch paths: plain (trusted self-tests), warm (a fork of the zygote)
+        or cold (bubblewrap). Warm and cold build the same view; a warm start that is unavailable falls back to
+        cold."""
         assert self._root is not None
-        work = self._root / "work"
-        threads = self.limits.threads
-        python_bin = str(Path(sys.executable).parent)
-        env = bw.sandbox_env(threads, python_bin)
+        env = bw.sandbox_env(self.limits.threads, str(Path(sys.executable).parent))
         if self._models_dir is not None:
             env["SPARKGRADE_MODELS"] = bw.INSIDE_MODELS  # the labs read their models from here
         if self.no_sandbox:
-            # Trusted self-tests only: same runner, plain subprocess, still no grader environment.
-            env = {**env, "HOME": str(self._root / "home"), "JUPYTER_RUNTIME_DIR": str(self._root / "runtime"),
-                   "IPYTHONDIR": str(self._root / "ipython"), "MPLCONFIGDIR": str(self._root / "mpl"),
-                   "TMPDIR": str(self._root), "HF_HOME": str(self._root / "hf")}
-            if self._models_dir is not None:
-                env["SPARKGRADE_MODELS"] = str(self._models_dir)
-            argv = [sys.executable, "-I", str(RUNNER)]
-            cwd: str | None = str(work)
-        else:
-            bwrap = bw.check_sandbox_available()
-            mounts = bw.Mounts(
-                work_dir=work,
-                etc_dir=self._root / "etc",
-                runner=RUNNER,
-                python_dirs=bw.python_dirs(),
-                models_dir=self._models_dir,
-            )
-            self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes)
-            # Warm: CPU sandboxes on hosts with cgroups (a fork inherits the zygote's address space, so the
-            # RLIMIT_AS fallback would count the libraries it shares; such hosts start cold).
-            if self.warm and self.gpu is None and self._cgroup is not None and self._spawn_warm(mounts, env):
-                return
-            argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=self.gpu, bwrap=bwrap)
-            if self._cgroup is not None:
-                # The launcher joins the cgroup and then becomes bwrap, so every sandbox process starts inside it.
-                files = self._cgroup.procs_files()
-                script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done; '
-                script += 'exec "$@"'
-                argv = ["/bin/sh", "-c", script, "sh", str(len(files)), *files, *argv]
-            env = {"PATH": "/usr/bin:/bin"}
-            cwd = None
-        self._proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
+            self._spawn_plain(env)
+            return
+        bwrap = bw.check_sandbox_available()
+        mounts = bw.Mounts(work_dir=self._root / "work", etc_dir=self._root / "etc", runner_dir=INSIDE_DIR,
+                           python_dirs=bw.python_dirs(), models_dir=self._models_dir)
+        self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes)
+        # Warm: CPU sandboxes on hosts with cgroups (a fork inherits the zygote's address space, so the
+        # RLIMIT_AS fallback would count the libraries it shares; such hosts start cold).
+        if self.warm and self.gpu is None and self._cgroup is not None and self._spawn_warm(mounts, env):
+            return
+        self._spawn_cold(mounts, env, bwrap)
+
+    def _spawn_plain(self, env: dict[str, str]) -> None:
+        """Trusted self-tests only: the same runner in a plain subprocess, still without the grader's environment."""
+        assert self._root is not None
+        env = {**env, "HOME": str(self._root / "home"), "JUPYTER_RUNTIME_DIR": str(self._root / "runtime"),
+               "IPYTHONDIR": str(self._root / "ipython"), "MPLCONFIGDIR": str(self._root / "mpl"),
+               "TMPDIR": str(self._root), "HF_HOME": str(self._root / "hf")}
+        if self._models_dir is not None:
+            env["SPARKGRADE_MODELS"] = str(self._models_dir)
+        self._popen([sys.executable, "-I", str(RUNNER)], env, cwd=str(self._root / "work"))
+
+    def _spawn_cold(self, mounts: bw.Mounts, env: dict[str, str], bwrap: str) -> None:
+        """bubblewrap builds the sandbox; with a cgroup, a tiny launcher joins it first and then becomes bwrap, so
+        every sandbox process starts inside it."""
+        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=self.gpu, bwrap=bwrap)
+        if self._cgroup is not None:
+            files = self._cgroup.procs_files()
+            script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done; '
+            script += 'exec "$@"'
+            argv = ["/bin/sh", "-c", script, "sh", str(len(files)), *files, *argv]
+        self._popen(argv, {"PATH": "/usr/bin:/bin"}, cwd=None)
+
+    def _popen(self, argv: list[str], env: dict[str, str], cwd: str | None) -> None:
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env=env, cwd=cwd, start_new_session=True)
         self._start_protocol()
 
     def _spawn_warm(self, mounts: bw.Mounts, env: dict[str, str]) -> bool:
@@ -331,11 +320,11 @@ class Sandbox:
             self.timings["runner_up_s"] = time.monotonic() - spawn
             ready = self._wait_for("kernel_ready", spawn + lim.startup_s)
             start_s = time.monotonic() - spawn
-            self.timings["kernel_start_s"] = _num(ready.get("kernel_start_s"))
+            self.timings["kernel_start_s"] = as_number(ready.get("kernel_start_s"))
             t_run = time.monotonic()
             done = self._wait_for("executed", t_run + lim.notebook_s + lim.interrupt_grace_s + 10)
             run_s = time.monotonic() - t_run
-            cells = int(_num(done.get("cells_executed")))
+            cells = int(as_number(done.get("cells_executed")))
             reported = done.get("reason")
             reason = reported if reported in ("timeout", "memory", "processes", "output", "crashed") else None
             detail = str(done.get("detail") or "")[:2000]
@@ -444,22 +433,7 @@ class Sandbox:
 
     def _write_inputs(self, call_id: str, spec: bytes, tensors: bytes) -> None:
         assert self._work_fd is not None
-        calls_fd = open_dir(CALLS_DIR, self._work_fd)
-        try:
-            os.mkdir(call_id, mode=0o755, dir_fd=calls_fd)
-            call_fd = open_dir(call_id, calls_fd)
-            try:
-                for name, data in (("in.json", spec), ("in.safetensors", tensors)):
-                    if name == "in.safetensors" and not data:
-                        continue
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                    fd = os.open(name, flags, 0o644, dir_fd=call_fd)
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(data)
-            finally:
-                os.close(call_fd)
-        finally:
-            os.close(calls_fd)
+        write_call_inputs(self._work_fd, CALLS_DIR, call_id, spec, tensors)
 
     def _collect(self, call_id: str, reply: dict[str, Any]) -> CallResult:
         sandboxed = not self.no_sandbox
@@ -467,10 +441,10 @@ class Sandbox:
         status = status if status in ("ok", "error", "timeout", "died") else "died"
         text = self.limits.call_text_bytes
         common = {
-            "error": _text(reply.get("error"), 2000) or None,
-            "round_trip_s": _num(reply.get("round_trip_s")),
-            "stdout": _text(reply.get("stdout"), text),
-            "stderr": _text(reply.get("stderr"), text),
+            "error": as_text(reply.get("error"), 2000) or None,
+            "round_trip_s": as_number(reply.get("round_trip_s")),
+            "stdout": as_text(reply.get("stdout"), text),
+            "stderr": as_text(reply.get("stderr"), text),
             "sandboxed": sandboxed,
         }
         if status != "ok":
@@ -478,19 +452,7 @@ class Sandbox:
         assert self._work_fd is not None
         limit = self.limits.call_output_bytes
         try:
-            calls_fd = open_dir(CALLS_DIR, self._work_fd)
-            try:
-                call_fd = open_dir(call_id, calls_fd)
-            finally:
-                os.close(calls_fd)
-            try:
-                spec = read_bounded(call_fd, "out.json", limit)
-                tensors = read_bounded(call_fd, "out.safetensors", limit)
-            finally:
-                os.close(call_fd)
-            if spec is None:
-                raise OutputError("the call wrote no out.json")
-            value, wall_s = decode_outputs(spec, tensors)
+            value, wall_s = read_call_outputs(self._work_fd, CALLS_DIR, call_id, limit)
         except (OutputError, OSError) as exc:
             common["error"] = f"rejected output: {exc}"
             return CallResult("error", **common)
@@ -525,11 +487,3 @@ class Sandbox:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
         self._alive = False
-
-
-def _num(value: Any) -> float:
-    return float(value) if type(value) in (int, float) else 0.0
-
-
-def _text(value: Any, limit: int) -> str:
-    return value[:limit] if isinstance(value, str) else ""

@@ -1,7 +1,7 @@
 """The warm start: a trusted process that imports the kernel's libraries once and forks a sandbox per submission.
 
 Started by the grader as ``python -I zygote_main.py`` with a clean environment and one Unix socket on fd 3. It
-imports torch, transformers, matplotlib, pandas, ipykernel and the sandbox runner (inner.py), runs no tensor op
+imports torch, transformers, matplotlib, pandas, ipykernel and the sandbox runner (runner.py), runs no tensor op
 (no OpenMP pool, no CUDA context; the one other thread is OpenBLAS's idle pool, which re-forms itself after a fork
 through its own pthread_atfork handlers), and then only forks. It never runs student code.
 
@@ -10,10 +10,10 @@ Per request (a JSON spec plus the submission's stdin/stdout/stderr pipes and a c
     zygote --fork--> C1: new user (uid 65534, one id mapped), mount, pid, net, ipc and uts namespaces
         C1 --fork--> C2 = pid 1 of the new pid namespace: sends its credentials on the control socket (the grader
             reads its host pid, puts it in the submission's cgroup) and waits for "go"; then builds the same view
-            bubblewrap builds (bwrap.py): a tmpfs root with /usr, the Python dirs and the lab's models read-only,
+            bubblewrap builds (../bwrap.py): a tmpfs root with /usr, the Python dirs and the lab's models read-only,
             /submission read-write, a private /tmp, /dev/shm, /dev and a /proc of its own; pivot_root; loopback up;
             no further user namespaces; every capability dropped; no_new_privs; a session of its own.
-        C2 --fork--> K, the ipykernel (before the runner has read its session token), and C2 runs inner.main().
+        C2 --fork--> K, the ipykernel (before the runner has read its session token), and C2 runs runner.main().
 
 Isolation is bubblewrap's: each sandbox sees only its own processes, folders and loopback. What is shared is the
 zygote's memory image at fork time: imported library code, copy-on-write.
@@ -261,8 +261,8 @@ def _serve_one(spec: dict[str, Any], fds: list[int], inner: Any) -> None:
         os._exit(1)
 
 
-def _load_inner() -> Any:
-    spec = importlib.util.spec_from_file_location("sparkgrade_inner", Path(__file__).with_name("inner.py"))
+def _load_runner() -> Any:
+    spec = importlib.util.spec_from_file_location("sparkgrade_runner", Path(__file__).with_name("runner.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -285,9 +285,9 @@ def main() -> int:
     _prctl(PR_SET_DUMPABLE, 0)
     sock = socket.socket(fileno=int(sys.argv[1]))
     config = json.loads(sock.recv(1 << 20))
-    inner = _load_inner()  # first: importing it keeps jsonschema's IRI grammar out (see inner.py)
+    runner = _load_runner()  # first: importing it keeps jsonschema's IRI grammar out (see runner.py)
     failed = _warm(config.get("modules", []))
-    inner.warm()
+    runner.warm()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the C1s reap themselves
     sock.sendall(json.dumps({"ready": True, "pid": os.getpid(), "failed": failed}).encode() + b"\n")
     while True:
@@ -308,7 +308,7 @@ def main() -> int:
         spec = json.loads(msg)
         if os.fork() == 0:
             sock.close()
-            _serve_one(spec, fds, inner)
+            _serve_one(spec, fds, runner)
         for fd in fds:
             os.close(fd)
 

@@ -1,17 +1,16 @@
-"""`sparkgrade export`: the graded submissions as DESIGN.md's JSON, a flat CSV, or a Canvas gradebook CSV."""
+"""The formats of `sparkgrade export`: the graded submissions as JSON, a flat CSV, or a Canvas gradebook CSV."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.records import GradeRecord
-from autograder.store import CourseStore
 
 
 def to_json(records: Iterable[GradeRecord]) -> str:
@@ -51,15 +50,9 @@ def to_canvas(records: Iterable[GradeRecord]) -> str:
 FORMATS = {"json": to_json, "csv": to_csv, "canvas": to_canvas}
 
 
-def cmd_export(args) -> int:
-    course = Path(args.course_dir)
+def export_records(course: Path, assignment: str | None, fmt: str, db_url: str | None = None) -> tuple[str, int]:
+    """(the export as text, how many records it holds)."""
     if not course.is_dir():
         raise UserError(f"no course folder at {course}")
-    records = list(CourseStore(course, getattr(args, "db", None)).records(args.assignment))
-    text = FORMATS[args.format](records)
-    if args.output:
-        Path(args.output).write_text(text)
-        print(f"wrote {len(records)} record(s) to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0
+    records = list(CourseStore(course, db_url).records(assignment))
+    return FORMATS[fmt](records), len(records)

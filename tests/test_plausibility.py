@@ -30,7 +30,13 @@ from autograder.plausibility import (
 )
 from reference.catalogue import MODELS
 from reference.hardware import PROFILES, get_profile
-from reference.memory import dtype_bytes, kv_cache_bytes, mamba_state_bytes, prefill_flops
+from reference.memory import (
+    dtype_bytes,
+    kv_cache_bytes,
+    mamba_state_bytes,
+    prefill_flops,
+    routed_expert_params_read,
+)
 
 DATA = Path(__file__).parent / "data" / "benchmarks"
 QWEN3_8B = 8_190_735_360
@@ -92,11 +98,14 @@ def test_records_within_physics_are_never_impossible(name, hw, dtype, batch, ctx
     wb = dtype_bytes(dtype)
     est = e.estimated
     kv_b = wb if wb >= 2 else 1
+    one = routed_expert_params_read(e.config, 1)  # a batch, and a prompt, touch more experts than one token
     read = (e.active - (0 if est.tied else est.embedding)) * wb + kv_cache_bytes(e.config, ctx, batch, kv_b)
+    read += (routed_expert_params_read(e.config, batch) - one) * wb
     read += mamba_state_bytes(e.config, batch, wb)
-    decode = min(bw_eff * batch * p.bandwidth_bytes_s / read, flops_eff * p.peak_flops(wb) / (2 * e.active))
+    decode = min(bw_eff * p.bandwidth_bytes_s / read, flops_eff * p.peak_flops(wb) / (2 * e.active * batch))
     flops = prefill_flops(e.config, est, ctx, batch)
-    ttft = max(flops / (flops_eff * p.peak_flops(wb)), (e.active * wb / p.bandwidth_bytes_s) / bw_eff)
+    prefill_read = (e.active + routed_expert_params_read(e.config, batch * ctx) - one) * wb
+    ttft = max(flops / (flops_eff * p.peak_flops(wb)), (prefill_read / p.bandwidth_bytes_s) / bw_eff)
     peak = (e.total * wb + kv_cache_bytes(e.config, ctx + 64, batch, kv_b)
             + mamba_state_bytes(e.config, batch, wb)) * overhead
     if peak > p.usable_memory_bytes:

@@ -24,17 +24,22 @@ Schema of benchmarks.json: a JSON list of records, each an object.
         batch_size       int > 0
         context_len      int > 0 prompt tokens per sequence
         new_tokens       int > 0 generated tokens per sequence
-        ttft_s           float > 0  seconds from the call to the first new token (prefill + one step)
-        decode_tok_s     float > 0  new tokens per second after the first, all sequences of the batch together;
+        ttft_s           float > 0  seconds from the call to the first new token: the whole batch's prompts
+                                    prefilled, then one step (no prompt cache)
+        decode_tok_s     float > 0  new tokens per second of one sequence after its first: (new_tokens - 1) / time
+                                    from the first to the last new token (a batch makes batch_size times as many);
                                     null/NaN when not measured (new_tokens = 1)
-        peak_mem_bytes   int > 0 peak memory of the run: torch.cuda.max_memory_allocated (CPU: peak RSS)
+        peak_mem_bytes   int > 0 peak memory of the run: torch.cuda.max_memory_allocated, the allocator's maximum
+                                 of allocated bytes since reset_peak_memory_stats (CPU: peak RSS)
         device           str     what the run reported (free text); the limits come from --hardware
       optional
         perplexity       float > 0   where measured;  perplexity_dataset: str
         config           object  the model's HF config (transformers field names; a to_diff_dict() is enough)
         repeats          [float, ...] per-repeat decode_tok_s, or {"decode_tok_s": [...], "ttft_s": [...]}
-        notes            str | [str]  declared techniques: "speculative decoding" and "prompt caching" legitimately
-                                      beat the naive bounds; "offload" (weights not all on the device)
+        notes            str | [str]  declared techniques: "speculative decoding" (raises the decode bound by at
+                                      most 1 + draft_tokens) and "prompt caching" legitimately beat the naive
+                                      bounds; "offload" (weights not all on the device)
+        draft_tokens     int > 0 speculative decoding: draft tokens per verification step (default 8)
         weights          "pretrained" (default) | "random" | "finetuned"
         lab              str
 

@@ -8,6 +8,14 @@ from __future__ import annotations
 # tok/s may exceed bandwidth / bytes-per-token by this factor before it is impossible: parameter counts are
 # +-5 %, spec-sheet bandwidth is rounded, and a small model's hottest weights may sit in L2 cache.
 DECODE_MARGIN = 1.15
+# Experts a batch touches beyond one token's k count at this share of the uniform-routing expectation
+# E (1 - (1 - k/E)^tokens): a real router is imbalanced (load-balancing losses keep max/mean load near 1.2-1.5),
+# which leaves more experts idle than uniform routing would.
+MOE_ROUTING_SKEW = 0.8
+# Speculative decoding declared in notes without draft_tokens: the most draft tokens one verification step may
+# accept. EAGLE-style drafters propose up to ~8 (their reported acceptance lengths stay under 7), Medusa 4-5 heads,
+# vLLM's and TensorRT-LLM's examples 3-7.
+DEFAULT_DRAFT_TOKENS = 8
 # TTFT may undercut max(prefill FLOPs / peak, weight bytes / bandwidth) by this factor: FLOP counts of norms,
 # rotary and softmax are left out, and the clock's resolution matters for millisecond prefills.
 TTFT_MARGIN = 1.15

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from autograder.plausibility.margins import (
     DECODE_MARGIN,
+    DEFAULT_DRAFT_TOKENS,
     DENSE_ACTIVE_MIN,
     ESTIMATED_PEAK_SLACK,
     EXACT_DIGITS,
@@ -39,7 +40,8 @@ from reference.memory import field as config_field
 def _peak(profile: HardwareProfile, wb: float, *, ceiling: bool) -> float:
     """Peak FLOP/s; for 'impossible' judgements an estimated peak gets ESTIMATED_PEAK_SLACK."""
     slack = ESTIMATED_PEAK_SLACK if ceiling and profile.flops_estimated else 1.0
-    return profile.peak_flops(wb) * slack
+    # A ceiling takes the fastest accumulation the device offers (FP16 on GeForce cards, which llama.cpp uses).
+    return profile.peak_flops(wb, fp16_accumulate=ceiling) * slack
 
 
 def _check_params(i: int, r: BenchmarkRecord, shape: Shape) -> list[Verdict]:
@@ -71,32 +73,55 @@ def _check_params(i: int, r: BenchmarkRecord, shape: Shape) -> list[Verdict]:
     return out
 
 
+SPECULATIVE_WORDS = ("speculative", "assisted", "draft model", "medusa", "lookahead", "eagle")
+
+
+def draft_tokens(r: InferenceRecord) -> int | None:
+    """Draft tokens per verification step a record may claim: its stated ``draft_tokens``, else
+    DEFAULT_DRAFT_TOKENS when its notes declare speculative decoding, else None (no speculation)."""
+    if r.draft_tokens is not None:
+        return r.draft_tokens
+    return DEFAULT_DRAFT_TOKENS if r.declares(*SPECULATIVE_WORDS) else None
+
+
 def _check_decode(i: int, r: InferenceRecord, shape: Shape, w: Workload, hw: HardwareProfile) -> list[Verdict]:
     v = r.decode_tok_s
-    if v is None or r.declares("speculative", "assisted", "draft model", "medusa", "lookahead"):
+    if v is None:
         return []
     wb = dtype_bytes(r.dtype)
-    bw_bound = r.batch_size * hw.bandwidth_bytes_s / w.read_bytes_per_step
-    compute_bound = _peak(hw, wb, ceiling=True) / max(w.decode_flops_per_token, 1.0)
+    # decode_tok_s is per sequence: one step makes one token of each sequence and reads the weights once and every
+    # sequence's cache (read_bytes_per_step), and does the FLOPs of all of them.
+    bw_bound = hw.bandwidth_bytes_s / w.read_bytes_per_step
+    compute_bound = _peak(hw, wb, ceiling=True) / max(w.decode_flops_per_token * r.batch_size, 1.0)
     bound = min(bw_bound, compute_bound)
     if not shape.known:
         bound *= UNKNOWN_SHAPE_SLACK
+    drafts = draft_tokens(r)
+    if drafts is not None:
+        # A verification step reads the weights once and accepts at most every draft token plus the one it
+        # computes itself: speculation multiplies the bound by at most 1 + drafts. It never removes it.
+        bound *= 1 + drafts
     label = _label(i, r)
     if bw_bound <= compute_bound:
         why = (f"every decode step reads {_bytes(w.read_bytes_per_step)} (the active weights"
                f"{' and ' + w.cache_label if w.cache_label and 'unknown' not in w.cache_label else ''}"
-               f"{', for ' + str(r.batch_size) + ' sequences' if r.batch_size > 1 else ''}), and "
-               f"{hw.display_name} moves at most {_bytes(hw.bandwidth_bytes_s)}/s")
+               f"{', for ' + str(r.batch_size) + ' sequences' if r.batch_size > 1 else ''}) and makes one token "
+               f"per sequence, and {hw.display_name} moves at most {_bytes(hw.bandwidth_bytes_s)}/s")
     else:
-        why = (f"every token costs {_num(w.decode_flops_per_token / 1e9)} GFLOP and {hw.display_name} peaks at "
+        why = (f"every step costs {_num(w.decode_flops_per_token * r.batch_size / 1e9)} GFLOP "
+               f"({r.batch_size} sequence{'s' * (r.batch_size > 1)}) and {hw.display_name} peaks at "
                f"{_num(_peak(hw, wb, ceiling=True) / 1e12)} TFLOP/s")
+    if drafts is not None:
+        why += (f"; speculative decoding with {drafts} draft tokens accepts at most {drafts + 1} tokens per "
+                "verification step")
     limit = bound * DECODE_MARGIN
     if v > limit:
         return [Verdict(i, "decode_bound", "impossible",
             f"{label}: decode speed {_num(v)} tok/s is impossible: {why}, which allows at most {_num(bound)} "
             f"tok/s ({_num(limit)} with our {DECODE_MARGIN - 1:.0%} margin); yours is {v / bound:.2f}x that. "
-            "Usual causes: timing without torch.cuda.synchronize(), counting prompt tokens as generated ones, "
-            "or an undeclared technique (write 'speculative decoding' in notes if you used one).",
+            "decode_tok_s is new tokens per second of ONE sequence after the first token. Usual causes: timing "
+            "without torch.cuda.synchronize(), counting prompt tokens or the whole batch's tokens, or an "
+            "undeclared technique (write 'speculative decoding' in notes and its draft_tokens if you used one).",
             limit, v)]
     if v > bound * SUSPICIOUS_BANDWIDTH_FRACTION:
         return [Verdict(i, "decode_bound", "suspicious",
@@ -130,12 +155,13 @@ def _check_ttft(i: int, r: InferenceRecord, shape: Shape, w: Workload, hw: Hardw
             f"{t_min / r.ttft_s:.2f}x faster than that. Usual causes: no torch.cuda.synchronize() before reading "
             "the clock, or a prompt cache left warm (write 'prompt caching' in notes if intended).",
             floor, r.ttft_s)]
-    nominal = w.prefill_flops / (hw.peak_flops(wb) * SUSPICIOUS_FLOPS_FRACTION)
+    nominal = w.prefill_flops / (hw.peak_flops(wb, fp16_accumulate=True) * SUSPICIOUS_FLOPS_FRACTION)
     if t_compute >= t_memory and r.ttft_s < nominal:
         achieved = w.prefill_flops / r.ttft_s
         return [Verdict(i, "ttft_bound", "suspicious",
             f"{label}: time to first token {_secs(r.ttft_s)} means {_num(achieved / 1e12)} TFLOP/s of prefill, "
-            f"{achieved / hw.peak_flops(wb):.0%} of {hw.display_name}'s peak {_num(hw.peak_flops(wb) / 1e12)} "
+            f"{achieved / hw.peak_flops(wb, fp16_accumulate=True):.0%} of {hw.display_name}'s peak "
+            f"{_num(hw.peak_flops(wb, fp16_accumulate=True) / 1e12)} "
             f"TFLOP/s; real prefill rarely passes {SUSPICIOUS_FLOPS_FRACTION:.0%}.", nominal, r.ttft_s)]
     return []
 
@@ -216,7 +242,7 @@ def _check_perplexity(i: int, r: BenchmarkRecord, shape: Shape) -> list[Verdict]
 def _check_ttft_vs_decode(i: int, r: InferenceRecord) -> list[Verdict]:
     if r.decode_tok_s is None:
         return []
-    serial = r.context_len * r.batch_size / r.decode_tok_s  # the prompt fed one token at a time
+    serial = r.context_len / r.decode_tok_s  # the prompt fed one token a step (all sequences in each step)
     limit = TTFT_VS_DECODE_FACTOR * serial + 1.0  # +1 s: start-up latency of a small prompt
     if r.ttft_s > limit:
         hint = " It looks like milliseconds: ttft_s is in seconds." if r.ttft_s / 1000 <= limit else ""

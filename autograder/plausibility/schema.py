@@ -81,6 +81,8 @@ class InferenceRecord(_Record):
     decode_tok_s: float | None = Field(gt=0, allow_inf_nan=False)
     peak_mem_bytes: int = Field(gt=0)
     repeats: Repeats | None = None
+    # Speculative decoding: tokens the draft proposes per verification step (bounds the speed-up it may claim).
+    draft_tokens: int | None = Field(default=None, gt=0, le=64)
 
     @field_validator("decode_tok_s", mode="before")
     @classmethod

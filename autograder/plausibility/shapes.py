@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from autograder.plausibility.margins import MOE_ROUTING_SKEW
 from autograder.plausibility.schema import BenchmarkRecord, InferenceRecord, TrainRecord
 from reference.catalogue import ModelEntry, lookup
 from reference.memory import (
@@ -16,7 +17,12 @@ from reference.memory import (
     mamba_state_bytes,
     num_layers,
     prefill_flops,
+    routed_expert_params_read,
+    unquantised_params_read,
 )
+
+# Bytes per parameter of the weights a quantised checkpoint leaves unquantised (bf16/fp16).
+UNQUANTISED_BYTES = 2
 
 MAX_CONFIG_LAYERS = 4096  # beyond any real model; also keeps a hostile config from looping for ever
 
@@ -110,12 +116,27 @@ def workload(record: InferenceRecord | TrainRecord, shape: Shape) -> Workload:
         parts.append("SSM state")
     label = " and ".join(parts) if parts else ("cache (not counted: model shape unknown)" if cfg is None else "cache")
     read_weights = p.read_per_token * wb
+    prefill_weights = read_weights
+    weight_bytes = p.total * wb
+    if cfg is not None:
+        # A batch routes its sequences to different experts: one step reads every distinct expert once, E (1 -
+        # (1 - k/E)^b) of them per layer instead of k; a prefill of b * L tokens touches nearly all of them.
+        one = routed_expert_params_read(cfg, 1)
+        read_weights += (routed_expert_params_read(cfg, b) - one) * wb * MOE_ROUTING_SKEW
+        prefill_weights += (routed_expert_params_read(cfg, b * record.context_len) - one) * wb * MOE_ROUTING_SKEW
+        if wb < UNQUANTISED_BYTES:
+            # A quantised checkpoint keeps what its quantization_config names (gpt-oss: attention, router,
+            # embeddings, lm_head) at 16 bits.
+            kept = unquantised_params_read(cfg) * (UNQUANTISED_BYTES - wb)
+            read_weights += kept
+            prefill_weights += kept
+            weight_bytes += kept
     return Workload(
-        weight_bytes=p.total * wb,
+        weight_bytes=weight_bytes,
         read_bytes_per_step=read_weights + kv_now + state,
         decode_flops_per_token=2.0 * p.matmul_active,
         prefill_flops=flops,
-        prefill_read_bytes=read_weights,
+        prefill_read_bytes=prefill_weights,
         cache_bytes_end=kv_end + state,
         cache_label=label,
     )

@@ -66,6 +66,15 @@ from __future__ import annotations
 
 from autograder.plausibility.cli import cmd_check_benchmarks
 from autograder.plausibility.margins import *  # noqa: F403  (every margin, as before the split)
+from autograder.plausibility.rules import (
+    DECODE_DEFINITION,
+    MEMORY_DEFINITION,
+    TTFT_DEFINITION,
+    Limit,
+    decode_limit,
+    draft_tokens,
+    ttft_limit,
+)
 from autograder.plausibility.schema import (
     Architecture,
     BenchmarkRecord,
@@ -89,12 +98,16 @@ from autograder.plausibility.verdicts import (
 )
 
 __all__ = [
+    "DECODE_DEFINITION",
     "DEFAULT_RUBRIC",
     "MAX_CONFIG_LAYERS",
+    "MEMORY_DEFINITION",
     "SPOT_FIELDS",
+    "TTFT_DEFINITION",
     "Architecture",
     "BenchmarkRecord",
     "InferenceRecord",
+    "Limit",
     "PlausibilityScore",
     "Repeats",
     "RubricPoints",
@@ -105,10 +118,13 @@ __all__ = [
     "Workload",
     "check_benchmarks",
     "cmd_check_benchmarks",
+    "decode_limit",
+    "draft_tokens",
     "load_records",
     "parse_records",
     "resolve_shape",
     "score_verdicts",
     "spot_check",
+    "ttft_limit",
     "workload",
 ]

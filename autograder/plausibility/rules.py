@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from autograder.plausibility.margins import (
     DECODE_MARGIN,
@@ -35,6 +36,14 @@ from autograder.plausibility.text import _bytes, _is_round_bytes, _label, _num, 
 from reference.hardware import HardwareProfile
 from reference.memory import dtype_bytes
 from reference.memory import field as config_field
+
+# What each judged field means, quoted in the verdict that a number breaks (and on the feedback page).
+DECODE_DEFINITION = ("decode_tok_s is new tokens per second of ONE sequence after its first token: (new_tokens - 1) "
+                     "/ seconds from the first to the last new token; a batch makes batch_size times as many.")
+TTFT_DEFINITION = ("ttft_s is the seconds from the call to the first new token: the whole batch's prompts "
+                   "prefilled, then one step.")
+MEMORY_DEFINITION = ("peak_mem_bytes is torch.cuda.max_memory_allocated() read after the run, with the peak reset "
+                     "before it and nothing subtracted: the weights are part of it.")
 
 
 def _peak(profile: HardwareProfile, wb: float, *, ceiling: bool) -> float:
@@ -84,10 +93,17 @@ def draft_tokens(r: InferenceRecord) -> int | None:
     return DEFAULT_DRAFT_TOKENS if r.declares(*SPECULATIVE_WORDS) else None
 
 
-def _check_decode(i: int, r: InferenceRecord, shape: Shape, w: Workload, hw: HardwareProfile) -> list[Verdict]:
-    v = r.decode_tok_s
-    if v is None:
-        return []
+@dataclass(frozen=True)
+class Limit:
+    """A physical limit of one record: the bound (tok/s for decode, seconds for TTFT), why, and which side binds."""
+
+    bound: float
+    why: str
+    memory_bound: bool
+
+
+def decode_limit(r: InferenceRecord, shape: Shape, w: Workload, hw: HardwareProfile) -> Limit:
+    """The most decode tokens per second ONE sequence can make on ``hw`` (before our margin)."""
     wb = dtype_bytes(r.dtype)
     # decode_tok_s is per sequence: one step makes one token of each sequence and reads the weights once and every
     # sequence's cache (read_bytes_per_step), and does the FLOPs of all of them.
@@ -101,7 +117,6 @@ def _check_decode(i: int, r: InferenceRecord, shape: Shape, w: Workload, hw: Har
         # A verification step reads the weights once and accepts at most every draft token plus the one it
         # computes itself: speculation multiplies the bound by at most 1 + drafts. It never removes it.
         bound *= 1 + drafts
-    label = _label(i, r)
     if bw_bound <= compute_bound:
         why = (f"every decode step reads {_bytes(w.read_bytes_per_step)} (the active weights"
                f"{' and ' + w.cache_label if w.cache_label and 'unknown' not in w.cache_label else ''}"
@@ -114,19 +129,45 @@ def _check_decode(i: int, r: InferenceRecord, shape: Shape, w: Workload, hw: Har
     if drafts is not None:
         why += (f"; speculative decoding with {drafts} draft tokens accepts at most {drafts + 1} tokens per "
                 "verification step")
+    return Limit(bound, why, bw_bound <= compute_bound)
+
+
+def ttft_limit(r: InferenceRecord, shape: Shape, w: Workload, hw: HardwareProfile) -> Limit:
+    """The shortest time to first token on ``hw``: the whole batch's prompts prefilled (before our margin)."""
+    wb = dtype_bytes(r.dtype)
+    t_compute = w.prefill_flops / _peak(hw, wb, ceiling=True)
+    t_memory = w.prefill_read_bytes / hw.bandwidth_bytes_s
+    t_min = max(t_compute, t_memory)
+    if not shape.known:
+        t_min /= UNKNOWN_SHAPE_SLACK
+    if t_compute >= t_memory:
+        why = (f"the prompt{'s' * (r.batch_size > 1)} need at least {_num(w.prefill_flops / 1e12)} TFLOP "
+               f"and {hw.display_name} peaks at {_num(_peak(hw, wb, ceiling=True) / 1e12)} TFLOP/s"
+               f"{' (twice our estimate of its peak)' if hw.flops_estimated else ''}")
+    else:
+        why = (f"the first token needs every weight the prefill touches read once ({_bytes(w.prefill_read_bytes)})"
+               f" at {_bytes(hw.bandwidth_bytes_s)}/s")
+    return Limit(t_min, why, t_compute < t_memory)
+
+
+def _check_decode(i: int, r: InferenceRecord, shape: Shape, w: Workload, hw: HardwareProfile) -> list[Verdict]:
+    v = r.decode_tok_s
+    if v is None:
+        return []
+    lim = decode_limit(r, shape, w, hw)
+    bound, why = lim.bound, lim.why
     limit = bound * DECODE_MARGIN
     if v > limit:
         return [Verdict(i, "decode_bound", "impossible",
-            f"{label}: decode speed {_num(v)} tok/s is impossible: {why}, which allows at most {_num(bound)} "
-            f"tok/s ({_num(limit)} with our {DECODE_MARGIN - 1:.0%} margin); yours is {v / bound:.2f}x that. "
-            "decode_tok_s is new tokens per second of ONE sequence after the first token. Usual causes: timing "
-            "without torch.cuda.synchronize(), counting prompt tokens or the whole batch's tokens, or an "
-            "undeclared technique (write 'speculative decoding' in notes and its draft_tokens if you used one).",
-            limit, v)]
+            f"{_label(i, r)}: decode speed {_num(v)} tok/s is impossible: {why}, which allows at most "
+            f"{_num(bound)} tok/s ({_num(limit)} with our {DECODE_MARGIN - 1:.0%} margin); yours is "
+            f"{v / bound:.2f}x that. {DECODE_DEFINITION} Usual causes: timing without torch.cuda.synchronize(), "
+            "counting prompt tokens or the whole batch's tokens, or an undeclared technique (write 'speculative "
+            "decoding' in notes and its draft_tokens if you used one).", limit, v)]
     if v > bound * SUSPICIOUS_BANDWIDTH_FRACTION:
         return [Verdict(i, "decode_bound", "suspicious",
-            f"{label}: decode speed {_num(v)} tok/s is {v / bound:.0%} of the physical limit {_num(bound)} tok/s "
-            f"({why}); measured decoding reaches 60-90 % of it. Check the timing.", bound, v)]
+            f"{_label(i, r)}: decode speed {_num(v)} tok/s is {v / bound:.0%} of the physical limit {_num(bound)} "
+            f"tok/s ({why}); measured decoding reaches 60-90 % of it. Check the timing.", bound, v)]
     return []
 
 
@@ -134,35 +175,24 @@ def _check_ttft(i: int, r: InferenceRecord, shape: Shape, w: Workload, hw: Hardw
     if r.declares("prompt cach", "prefix cach", "prompt-cach", "prefix-cach", "cached prompt"):
         return []
     wb = dtype_bytes(r.dtype)
-    t_compute = w.prefill_flops / _peak(hw, wb, ceiling=True)
-    t_memory = w.prefill_read_bytes / hw.bandwidth_bytes_s
-    t_min = max(t_compute, t_memory)
-    if not shape.known:
-        t_min /= UNKNOWN_SHAPE_SLACK
-    label = _label(i, r)
+    lim = ttft_limit(r, shape, w, hw)
+    t_min, why = lim.bound, lim.why
     floor = t_min / TTFT_MARGIN
-    if t_compute >= t_memory:
-        why = (f"the prompt needs at least {_num(w.prefill_flops / 1e12)} TFLOP and {hw.display_name} peaks at "
-               f"{_num(_peak(hw, wb, ceiling=True) / 1e12)} TFLOP/s"
-               f"{' (twice our estimate of its peak)' if hw.flops_estimated else ''}")
-    else:
-        why = (f"the first token needs every active weight read once ({_bytes(w.prefill_read_bytes)}) "
-               f"at {_bytes(hw.bandwidth_bytes_s)}/s")
     if r.ttft_s < floor:
         return [Verdict(i, "ttft_bound", "impossible",
-            f"{label}: time to first token {_secs(r.ttft_s)} is impossible: {why}, so it takes at least "
+            f"{_label(i, r)}: time to first token {_secs(r.ttft_s)} is impossible: {why}, so it takes at least "
             f"{_secs(t_min)} ({_secs(floor)} with our {TTFT_MARGIN - 1:.0%} margin); yours is "
-            f"{t_min / r.ttft_s:.2f}x faster than that. Usual causes: no torch.cuda.synchronize() before reading "
-            "the clock, or a prompt cache left warm (write 'prompt caching' in notes if intended).",
-            floor, r.ttft_s)]
-    nominal = w.prefill_flops / (hw.peak_flops(wb, fp16_accumulate=True) * SUSPICIOUS_FLOPS_FRACTION)
-    if t_compute >= t_memory and r.ttft_s < nominal:
+            f"{t_min / r.ttft_s:.2f}x faster than that. {TTFT_DEFINITION} Usual causes: no "
+            "torch.cuda.synchronize() before reading the clock, timing one sequence of a batch, or a prompt cache "
+            "left warm (write 'prompt caching' in notes if intended).", floor, r.ttft_s)]
+    peak = hw.peak_flops(wb, fp16_accumulate=True)
+    nominal = w.prefill_flops / (peak * SUSPICIOUS_FLOPS_FRACTION)
+    if not lim.memory_bound and r.ttft_s < nominal:
         achieved = w.prefill_flops / r.ttft_s
         return [Verdict(i, "ttft_bound", "suspicious",
-            f"{label}: time to first token {_secs(r.ttft_s)} means {_num(achieved / 1e12)} TFLOP/s of prefill, "
-            f"{achieved / hw.peak_flops(wb, fp16_accumulate=True):.0%} of {hw.display_name}'s peak "
-            f"{_num(hw.peak_flops(wb, fp16_accumulate=True) / 1e12)} "
-            f"TFLOP/s; real prefill rarely passes {SUSPICIOUS_FLOPS_FRACTION:.0%}.", nominal, r.ttft_s)]
+            f"{_label(i, r)}: time to first token {_secs(r.ttft_s)} means {_num(achieved / 1e12)} TFLOP/s of "
+            f"prefill, {achieved / peak:.0%} of {hw.display_name}'s peak {_num(peak / 1e12)} TFLOP/s; real "
+            f"prefill rarely passes {SUSPICIOUS_FLOPS_FRACTION:.0%}.", nominal, r.ttft_s)]
     return []
 
 
@@ -185,8 +215,7 @@ def _check_memory(i: int, r: BenchmarkRecord, w: Workload, hw: HardwareProfile) 
         out.append(Verdict(i, f"{rule}_floor", "impossible",
             f"{label}: peak memory {_bytes(peak)} is impossible: {what} alone take {_bytes(need)} "
             f"({_bytes(floor)} with our {1 - MEMORY_FLOOR_MARGIN:.0%} margin); yours is {peak / need:.0%} of that."
-            + (_unit_hint(peak, need, ceiling) or " Measure with torch.cuda.max_memory_allocated() after the run, "
-               "without subtracting the memory in use before it."), floor, peak))
+            + (_unit_hint(peak, need, ceiling) or f" {MEMORY_DEFINITION}"), floor, peak))
     limit = ceiling * MEMORY_CEILING_MARGIN
     if peak > limit:
         out.append(Verdict(i, f"{rule}_ceiling", "impossible",

@@ -21,8 +21,10 @@ from reference.memory import (
     unquantised_params_read,
 )
 
-# Bytes per parameter of the weights a quantised checkpoint leaves unquantised (bf16/fp16).
-UNQUANTISED_BYTES = 2
+# Bytes per parameter of the weights a quantised checkpoint leaves unquantised. The checkpoint keeps them in bf16,
+# but a runtime may requantise them to 8 bits (llama.cpp's gpt-oss GGUF is 59.02 GiB for 116.83 B parameters, less
+# than MXFP4 experts plus bf16 attention would take): a floor on the bytes takes 8 bits.
+UNQUANTISED_BYTES = 1
 
 MAX_CONFIG_LAYERS = 4096  # beyond any real model; also keeps a hostile config from looping for ever
 
@@ -126,7 +128,7 @@ def workload(record: InferenceRecord | TrainRecord, shape: Shape) -> Workload:
         prefill_weights += (routed_expert_params_read(cfg, b * record.context_len) - one) * wb * MOE_ROUTING_SKEW
         if wb < UNQUANTISED_BYTES:
             # A quantised checkpoint keeps what its quantization_config names (gpt-oss: attention, router,
-            # embeddings, lm_head) at 16 bits.
+            # embeddings, lm_head) unquantised: at least 8 bits.
             kept = unquantised_params_read(cfg) * (UNQUANTISED_BYTES - wb)
             read_weights += kept
             prefill_weights += kept

@@ -19,12 +19,12 @@ from reference.memory import (
     estimate_params,
     kv_cache_bytes,
     kv_cache_bytes_per_token,
-    layer_windows,
     mamba_state_bytes,
     normalize_dtype,
     unquantised_params_read,
     unquantised_roles,
 )
+from reference.model_config import layer_windows
 
 
 def test_profiles_have_the_facts_table_figures():

@@ -12,12 +12,12 @@ the batch's business (autograder/batch.py).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 
@@ -36,6 +36,9 @@ from autograder.paths import assignments_root, check_lab
 from autograder.records import CheckResult, Flag, GradeRecord
 from autograder.rubric import Rubric, load_rubric
 from autograder.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from autograder.plausibility import Judgement
 
 
 @dataclass(frozen=True)
@@ -74,20 +77,24 @@ def _zero(rubric: Rubric, message: str) -> tuple[CheckResult, ...]:
                  for cid, spec in rubric.checks.items())
 
 
-def benchmark_flags(data: bytes | None, hardware: str) -> list[Flag]:
-    """Suspicious (not impossible) benchmark numbers cost no points: they are flagged for a person to look at.
-    Impossible ones are already scored by the lab's benchmark checks."""
-    if not data:
-        return []
-    from autograder.plausibility import check_benchmarks, parse_records
-    from reference.hardware import get_profile
+def benchmark_judgement(sub: Submission, context: SubmissionContext) -> Judgement | None:
+    """The benchmarks.json judgement of this submission: the one the lab's benchmark checks made and used, or, for
+    a lab without benchmark checks, the file judged here once. None when no benchmarks.json was submitted."""
+    from autograder.checks.trusted import BENCHMARKS_MEMO
+    from autograder.plausibility import judge_file
 
-    try:
-        records = parse_records(json.loads(data))
-        verdicts = check_benchmarks(records, get_profile(hardware))
-    except Exception:
-        return []  # a malformed file is the benchmark checks' business; they say why
-    return [Flag("suspicious-benchmark", v.message[:500]) for v in verdicts if v.severity == "suspicious"][:10]
+    judged = context.memo.get(BENCHMARKS_MEMO)
+    if judged is None and "benchmarks.json" in sub.files:
+        judged = judge_file(sub.files["benchmarks.json"], context.hardware)
+    return judged
+
+
+def benchmark_flags(judged: Judgement | None) -> list[Flag]:
+    """Suspicious (not impossible) benchmark numbers cost no points: they are flagged for a person to look at.
+    Impossible ones are already scored by the lab's benchmark checks; a malformed file is theirs to explain."""
+    if judged is None:
+        return []
+    return [Flag("suspicious-benchmark", v.message[:500]) for v in judged.suspicious][:10]
 
 
 def _merged(full: nbformat.NotebookNode, executed: bytes | None, cells: list[int]) -> bytes:
@@ -162,11 +169,12 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
             status = "error"
     for err in grader_errors:
         flags.append(Flag("grader-error", err[:500]))
-    flags += benchmark_flags(sub.files.get("benchmarks.json"), ctx.hardware)
+    judged = benchmark_judgement(sub, context)
+    flags += benchmark_flags(judged)
     score = round(sum(c.points for c in checks), 6)
     timings = {"sandbox_start_s": run.start_s, "notebook_s": run.run_s, "checks_s": checks_s,
                "total_s": time.perf_counter() - t0}
     if rerun_after_s is not None:  # on the record: the whole notebook ran, after a definitions-only run of this long
         timings["definitions_run_s"] = rerun_after_s
     return GradeRecord(status=status, score=score, checks=tuple(checks), flags=tuple(flags), reason=reason,
-                       timings=timings, **base), executed
+                       timings=timings, verdicts=judged.verdicts if judged is not None else None, **base), executed

@@ -40,6 +40,9 @@ class SubmissionContext:
     files: dict[str, bytes] = field(default_factory=dict)
     hardware: str = "cpu"
     device: str = "cpu"
+    # What the checks computed once for this submission and grading keeps (the benchmark Judgement, under
+    # "benchmarks": judged by the first benchmark check, reused by the others, stored with the grade record).
+    memo: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 # Reserved keyword names that turn a call into a gradient call (sandbox/inside/harness.py pops them before the call).

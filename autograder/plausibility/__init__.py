@@ -90,9 +90,11 @@ from autograder.plausibility.shapes import MAX_CONFIG_LAYERS, Shape, Workload, r
 from autograder.plausibility.verdicts import (
     DEFAULT_RUBRIC,
     SPOT_FIELDS,
+    Judgement,
     PlausibilityScore,
     RubricPoints,
     check_benchmarks,
+    judge_file,
     score_verdicts,
     spot_check,
 )
@@ -107,6 +109,7 @@ __all__ = [
     "Architecture",
     "BenchmarkRecord",
     "InferenceRecord",
+    "Judgement",
     "Limit",
     "PlausibilityScore",
     "Repeats",
@@ -120,6 +123,7 @@ __all__ = [
     "cmd_check_benchmarks",
     "decode_limit",
     "draft_tokens",
+    "judge_file",
     "load_records",
     "parse_records",
     "resolve_shape",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -186,5 +187,14 @@ class Verdict:
     points: float | None = None  # filled by score_verdicts
 
     def as_json(self) -> dict[str, Any]:
-        return {"record": self.record, "rule": self.rule, "severity": self.severity, "message": self.message}
+        return {"record": self.record, "rule": self.rule, "severity": self.severity, "message": self.message,
+                "bound": self.bound, "value": self.value}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.as_json(), "points": self.points}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        return cls(record=d.get("record"), rule=str(d["rule"]), severity=d["severity"], message=str(d["message"]),
+                   bound=d.get("bound"), value=d.get("value"), points=d.get("points"))
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,48 @@ def check_benchmarks(records: Sequence[BenchmarkRecord] | Sequence[Mapping[str, 
     out += _check_consistency(recs, shapes, hw)
     out += _check_fabrication(recs, hw)
     return sorted(out, key=lambda v: (v.record if v.record is not None else -1, v.severity != "impossible"))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One submission's benchmarks.json judged once: its records and verdicts, or why it could not be judged."""
+
+    hardware: str
+    records: tuple[BenchmarkRecord, ...] = ()
+    verdicts: tuple[Verdict, ...] = ()
+    problem: str | None = None  # one line: missing, not JSON, off-schema
+
+    @property
+    def impossible(self) -> tuple[Verdict, ...]:
+        return tuple(v for v in self.verdicts if v.severity == "impossible")
+
+    @property
+    def suspicious(self) -> tuple[Verdict, ...]:
+        return tuple(v for v in self.verdicts if v.severity == "suspicious")
+
+
+def judge_file(raw: bytes | None, hardware: str,
+               transform: Callable[[list[Any]], list[Any]] | None = None) -> Judgement:
+    """Judge the untrusted bytes of a benchmarks.json on ``hardware``; never raises for what the bytes hold.
+
+    ``transform`` maps the decoded list before validation (a lab whose notebook records a fine-tune inside an
+    inference record reads it as the train record it describes); it may raise ValueError with a one-line reason.
+    """
+    if raw is None:
+        return Judgement(hardware, problem="no benchmarks.json was submitted beside the notebook")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return Judgement(hardware, problem=f"benchmarks.json is not valid JSON ({str(exc)[:200]})")
+    try:
+        if transform is not None:
+            if not isinstance(data, list):
+                raise ValueError(f"must be a JSON list of records, not a JSON {type(data).__name__}")
+            data = transform(data)
+        records = parse_records(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a transform meets hostile shapes too
+        return Judgement(hardware, problem=f"benchmarks.json: {str(exc)[:300]}")
+    return Judgement(hardware, tuple(records), tuple(check_benchmarks(records, hardware)))
 
 
 SPOT_FIELDS = ("decode_tok_s", "ttft_s", "peak_mem_bytes", "perplexity")

@@ -119,6 +119,15 @@ BENCHMARK_FIELDS = (
 def record_benchmark(path="benchmarks.json", **fields):
     """Append one measured configuration to benchmarks.json beside the notebook and return the record.
 
+    What the judged numbers mean (the grader holds each against the device's limits with these definitions):
+      ttft_s          seconds from the generate call to the first new token: every prompt of the batch prefilled,
+                      then one decode step; no prompt cache left warm.
+      decode_tok_s    new tokens per second of ONE sequence after its first token: (new_tokens - 1) / seconds
+                      from the first to the last new token. A batch makes batch_size times as many tokens in all;
+                      do not multiply by the batch size.
+      peak_mem_bytes  torch.cuda.max_memory_allocated() after the run, with torch.cuda.reset_peak_memory_stats()
+                      before it and nothing subtracted: the weights are part of it (CPU: the peak RSS).
+
     Required: the fields of BENCHMARK_FIELDS; optional: perplexity, repeats (per-repeat decode tok/s), config (the
     model's HF config; a config object is turned into a dict), notes. A record with the same configuration (model,
     dtype, device, batch_size, context_len, new_tokens) replaces the older one, so rerunning a cell never duplicates.

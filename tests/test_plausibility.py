@@ -371,7 +371,8 @@ def test_cli_reports_impossible_numbers_and_exits_1(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["records"] == 2
     (v,) = [v for v in out["verdicts"] if v["rule"] == "decode_bound"]
-    assert set(v) == {"record", "rule", "severity", "message"} and v["record"] == 1
+    assert set(v) == {"record", "rule", "severity", "message", "bound", "value"} and v["record"] == 1
+    assert v["value"] == 40.2 and v["bound"] < 40.2  # the number judged and the limit it broke
     assert v["severity"] == "impossible" and "costs 2 points" in v["message"]
     assert main(["check-benchmarks", str(f)]) == 1
     text = capsys.readouterr().out

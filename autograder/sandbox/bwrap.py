@@ -92,7 +92,7 @@ def build_argv(
     *,
     tmp_bytes: int,
     gpu: int | None = None,
-    python: str = sys.executable,
+    python: str | None = None,
     bwrap: str = "bwrap",
     uid: int | None = SANDBOX_UID,
 ) -> list[str]:
@@ -136,8 +136,19 @@ def build_argv(
     argv += ["--remount-ro", "/"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
-    argv += ["--chdir", INSIDE_WORK, "--", python, "-I", INSIDE_RUNNER]
+    argv += ["--chdir", INSIDE_WORK, "--", python or str(sandbox_python()), "-I", INSIDE_RUNNER]
     return argv
+
+
+def sandbox_python() -> Path:
+    """This interpreter as the sandbox sees it: inside the resolved venv. Only resolved folders are mounted, so a venv
+    reached through a symlink (sys.executable under the link) must be started by its real path, where its
+    pyvenv.cfg still makes it the venv's interpreter."""
+    exe = Path(sys.executable)
+    try:
+        return Path(sys.prefix).resolve() / exe.relative_to(sys.prefix)
+    except ValueError:  # an interpreter outside its prefix: it is mounted where it is
+        return exe
 
 
 def python_dirs() -> tuple[Path, ...]:

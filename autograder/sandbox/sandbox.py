@@ -119,7 +119,7 @@ class Sandbox:
         or cold (bubblewrap). Warm and cold build the same view; a warm start that is unavailable falls back to
         cold."""
         assert self._root is not None
-        env = bw.sandbox_env(self.limits.threads, str(Path(sys.executable).parent))
+        env = bw.sandbox_env(self.limits.threads, str(bw.sandbox_python().parent))
         if self._models_dir is not None:
             env["SPARKGRADE_MODELS"] = bw.INSIDE_MODELS  # the labs read their models from here
         if self.no_sandbox:

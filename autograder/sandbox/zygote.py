@@ -98,7 +98,7 @@ class Zygote:
         self._lock = threading.Lock()
         self._dir = Path(tempfile.mkdtemp(prefix="sparkgrade-zygote-"))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = bw.sandbox_env(threads, str(Path(sys.executable).parent))
+        env = bw.sandbox_env(threads, str(bw.sandbox_python().parent))
         env["MPLCONFIGDIR"] = str(self._dir / "matplotlib")  # its font cache, built once, inherited by every fork
         self._log = self._dir / "zygote.log"
         try:

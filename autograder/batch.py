@@ -178,12 +178,13 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
         if old is not None:
             records[student] = old
             continue
+        # hardware and GPU are resolved here: a remote worker may not see the course's sparkgrade.yaml
         tasks.append(GradeTask(sub, store.seed_for(student, lab, sub.content_hash), str(course_dir.resolve()),
-                               no_sandbox, hardware, ctx.rubric.gpu))
+                               no_sandbox, ctx.hardware, ctx.needs_gpu))
     if scheduler:
         results = run_dask(tasks, scheduler)
     else:
-        n = workers or default_workers(ctx.rubric.gpu, ctx.rubric.sandbox_limits.threads)
+        n = workers or default_workers(ctx.needs_gpu, ctx.rubric.sandbox_limits.threads)
         results = run_local(tasks, n)
     for result in results:
         record, student = result.record, result.record.student

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 def _add_init(p: argparse.ArgumentParser) -> None:
     p.add_argument("course_dir", help="folder for the new nbgrader course")
+    p.add_argument("--hardware", default=None, metavar="PROFILE",
+                   help="what the students measure on (dgx-spark, h100-sxm, h200, a100-80gb, rtx-4090, l4, cpu): "
+                        "kept in COURSE_DIR/sparkgrade.yaml; any GPU profile also grades the GPU labs on the GPU")
 
 
 def _add_grade(p: argparse.ArgumentParser) -> None:
@@ -32,6 +35,8 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
                    help="local worker processes (default: from cores and GPUs)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run the tasks on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--hardware", default=None, metavar="PROFILE",
+                   help="judge benchmark numbers against this profile instead of the course's (sparkgrade.yaml)")
     _add_db(p)
 
 
@@ -75,10 +80,20 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from autograder.course.config import for_hardware, save_config
     from autograder.course.create import init_course
 
+    config = None
+    if args.hardware is not None:  # checked before any work: a typo costs nothing
+        try:
+            config = for_hardware(args.hardware)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     labs = init_course(Path(args.course_dir))
-    print(f"course ready at {args.course_dir}: {len(labs)} labs in source/ and release/")
+    if config is not None:
+        save_config(Path(args.course_dir), config)
+    where = f"; hardware {config.hardware}{' (GPU labs on the GPU)' * config.gpu}" if config else ""
+    print(f"course ready at {args.course_dir}: {len(labs)} labs in source/ and release/{where}")
     return 0
 
 
@@ -99,7 +114,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
                        description=f"grading {args.lab}: {record.student} {record.score:g}/{record.max_score:g}")
 
         records = grade_course(course, args.lab, args.student, no_sandbox=args.no_sandbox, force=args.force,
-                               db_url=args.db, workers=args.workers, scheduler=args.scheduler, on_result=shown)
+                               hardware=args.hardware, db_url=args.db, workers=args.workers,
+                               scheduler=args.scheduler, on_result=shown)
     if not records:
         print(f"no submissions of {args.lab} in {course / 'submitted'}")
         return 0

@@ -16,13 +16,14 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from autograder.checks.plugin import SubmissionContext
 from autograder.checks.runner import run_checks
+from autograder.course.config import CourseConfig, effective_hardware, load_config
 from autograder.intake import cells as execution
 from autograder.intake.cells import select_cells
 from autograder.intake.notebook import (
@@ -49,6 +50,13 @@ class LabContext:
     hardware: str
     no_sandbox: bool = False
     gpu: int | None = None
+    course: CourseConfig = field(default_factory=CourseConfig)
+
+    @property
+    def needs_gpu(self) -> bool:
+        """On the GPU only where both say so: the lab's rubric (`gpu: true`) and the course (`gpu: true` in its
+        sparkgrade.yaml), so the same lab still grades on CPU in a CPU course."""
+        return self.rubric.gpu and self.course.gpu
 
 
 def lab_source_dir(course_dir: Path | None, lab: str) -> Path:
@@ -66,7 +74,9 @@ def load_lab(course_dir: Path | None, lab: str, *, no_sandbox: bool = False, har
     source = nbformat.read(src_dir / f"{lab}.ipynb", as_version=4)
     if models_dir is None and (src_dir / "models").is_dir():
         models_dir = src_dir / "models"
-    return LabContext(lab, rubric, source, models_dir, hardware or rubric.hardware, no_sandbox)
+    course = load_config(course_dir)
+    return LabContext(lab, rubric, source, models_dir, effective_hardware(hardware, course, rubric.hardware),
+                      no_sandbox, course=course)
 
 
 def _zero(rubric: Rubric, message: str) -> tuple[CheckResult, ...]:
@@ -80,14 +90,19 @@ def benchmark_flags(data: bytes | None, hardware: str) -> list[Flag]:
     if not data:
         return []
     from autograder.plausibility import check_benchmarks, parse_records
+    from reference.devices import device_mismatches
     from reference.hardware import get_profile
 
     try:
-        records = parse_records(json.loads(data))
-        verdicts = check_benchmarks(records, get_profile(hardware))
-    except Exception:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
         return []  # a malformed file is the benchmark checks' business; they say why
-    return [Flag("suspicious-benchmark", v.message[:500]) for v in verdicts if v.severity == "suspicious"][:10]
+    flags = [Flag("device-mismatch", line[:500]) for line in device_mismatches(raw, hardware)][:10]
+    try:
+        verdicts = check_benchmarks(parse_records(raw), get_profile(hardware))
+    except Exception:
+        return flags
+    return flags + [Flag("suspicious-benchmark", v.message[:500]) for v in verdicts if v.severity == "suspicious"][:10]
 
 
 def _merged(full: nbformat.NotebookNode, executed: bytes | None, cells: list[int]) -> bytes:

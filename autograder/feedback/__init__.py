@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autograder.course.config import load_config
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.feedback.page import write_feedback
@@ -46,12 +47,13 @@ def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None) 
     """One page per graded submission of ``lab``; returns (pages written, student ids skipped as unusable)."""
     records = _records(course_dir, lab, db_url)
     rubric = load_rubric(lab)
+    hardware = load_config(course_dir).hardware or rubric.hardware  # the limits the grader judged by
     written, skipped = 0, []
     for record in records:
         if not _safe_name(record.student):
             skipped.append(record.student)
             continue
-        write_feedback(course_dir, record, rubric, rubric.hardware)
+        write_feedback(course_dir, record, rubric, hardware)
         written += 1
     return written, skipped
 

@@ -32,6 +32,7 @@ from autograder.intake.notebook import (
     repair_locked_cells,
     suspicious_code,
 )
+from autograder.intake.parameters import pin_parameters
 from autograder.intake.submission import Submission
 from autograder.paths import assignments_root, check_lab
 from autograder.records import CheckResult, Flag, GradeRecord
@@ -156,14 +157,15 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
     repair = repair_locked_cells(nb, ctx.source)
     flags += repair.flags
     flags += suspicious_code(repair.notebook, ctx.source)
+    notebook = pin_parameters(repair.notebook, ctx.source)  # the grader decides the profile, not the submission
     context = SubmissionContext(sub.student, sub.lab, dict(sub.files), ctx.hardware,
                                 "cuda" if ctx.gpu is not None else "cpu")
-    run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, rubric.execute,
-                                                                        seed, context)
+    run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, notebook, rubric.execute, seed,
+                                                                        context)
     rerun_after_s = None
     if run is None:  # a definitions-only run lacked a name only the whole notebook defines: run it all
         rerun_after_s = time.perf_counter() - t0
-        run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, "all", seed,
+        run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, notebook, "all", seed,
                                                                             context)
     assert run is not None
     status = "graded"

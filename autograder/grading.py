@@ -12,6 +12,7 @@ the batch's business (autograder/batch.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -38,6 +39,7 @@ from autograder.paths import assignments_root, check_lab
 from autograder.records import CheckResult, Flag, GradeRecord
 from autograder.rubric import Rubric, load_rubric
 from autograder.sandbox import Sandbox
+from autograder.sandbox.gpus import gpu_sandbox_slot
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,9 @@ def _execute_and_check(sub: Submission, ctx: LabContext, notebook: nbformat.Note
     rubric = ctx.rubric
     cells = select_cells(notebook, mode, rubric.setup_cells)
     to_run = notebook if mode == "all" else execution.reduced(notebook, cells)
-    with Sandbox(nbformat.writes(to_run).encode(), notebook_name=f"{sub.lab}.ipynb",
+    # At most the course's number of GPU sandboxes at once on this machine: on unified memory they share the host's.
+    slot = gpu_sandbox_slot(ctx.course.gpu_sandboxes) if ctx.gpu is not None else contextlib.nullcontext()
+    with slot, Sandbox(nbformat.writes(to_run).encode(), notebook_name=f"{sub.lab}.ipynb",
                  models_dir=ctx.models_dir, limits=rubric.sandbox_limits, gpu=ctx.gpu,
                  no_sandbox=ctx.no_sandbox) as sandbox:
         run = sandbox.run()

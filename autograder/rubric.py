@@ -55,7 +55,7 @@ class Rubric(BaseModel):
     @cached_property
     def sandbox_limits(self) -> Limits:
         ints = {"memory_bytes", "max_processes", "file_bytes", "cell_output_bytes", "call_output_bytes",
-                "call_text_bytes", "tmp_bytes", "threads"}
+                "call_text_bytes", "tmp_bytes", "threads", "gpu_memory_bytes", "host_reserve_bytes"}
         try:
             return Limits(**{k: int(v) if k in ints else float(v) for k, v in self.limits.items()})
         except TypeError as exc:

@@ -40,7 +40,9 @@ from autograder.sandbox.codec import (
     read_call_outputs,
     write_call_inputs,
 )
+from autograder.sandbox.gpus import resolve_slot
 from autograder.sandbox.limits import Limits
+from autograder.sandbox.watchdog import HostMemoryWatchdog, default_reserve, host_total_bytes
 
 INSIDE_DIR = Path(__file__).parent / "inside"  # everything that runs next to student code
 RUNNER = INSIDE_DIR / "runner.py"
@@ -68,7 +70,7 @@ class Sandbox:
         files: Mapping[str, bytes | Path] | None = None,
         models_dir: Path | None = None,
         limits: Limits | None = None,
-        gpu: int | None = None,
+        gpu: int | str | None = None,  # the worker's GPU: a position among the visible GPUs, or a UUID (gpus.py)
         no_sandbox: bool = False,
         warm: bool | None = None,
     ) -> None:
@@ -95,6 +97,7 @@ class Sandbox:
         self._next_id = 0
         self.result: SandboxResult | None = None
         self.timings: dict[str, float] = {}
+        self._watchdog: HostMemoryWatchdog | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -129,11 +132,26 @@ class Sandbox:
         mounts = bw.Mounts(work_dir=self._root / "work", etc_dir=self._root / "etc", runner_dir=INSIDE_DIR,
                            python_dirs=bw.python_dirs(), models_dir=self._models_dir)
         self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes)
+        self._start_watchdog()
         # Warm: CPU sandboxes on hosts with cgroups (a fork inherits the zygote's address space, so the
         # RLIMIT_AS fallback would count the libraries it shares; such hosts start cold).
         if self.warm and self.gpu is None and self._cgroup is not None and self._spawn_warm(mounts, env):
             return
         self._spawn_cold(mounts, env, bwrap)
+
+    def _start_watchdog(self) -> None:
+        reserve = self.limits.host_reserve_bytes
+        if not reserve and self.gpu is not None:
+            reserve = default_reserve(host_total_bytes())
+        if reserve:
+            self._watchdog = HostMemoryWatchdog(reserve, self._starved).start()
+
+    def _starved(self, detail: str) -> None:
+        """From the watchdog's thread: kill now (the grader may be busy in a check), report at the next wait."""
+        if self._dead is None:
+            self._dead = _Died("memory", detail)
+        self._alive = False
+        self._terminate()
 
     def _spawn_plain(self, env: dict[str, str]) -> None:
         """Trusted self-tests only: the same runner in a plain subprocess, still without the grader's environment."""
@@ -148,7 +166,8 @@ class Sandbox:
     def _spawn_cold(self, mounts: bw.Mounts, env: dict[str, str], bwrap: str) -> None:
         """bubblewrap builds the sandbox; with a cgroup, a tiny launcher joins it first and then becomes bwrap, so
         every sandbox process starts inside it."""
-        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=self.gpu, bwrap=bwrap)
+        slot = resolve_slot(self.gpu) if self.gpu is not None else None  # GpuError: the set-up is wrong, stop
+        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=slot, bwrap=bwrap)
         if self._cgroup is not None:
             files = self._cgroup.procs_files()
             script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done; '
@@ -216,6 +235,7 @@ class Sandbox:
             "models_dir": models,
             "rlimits": rlimits,
             "limits_by_cgroup": self._cgroup is not None or not inside,
+            "cuda_memory_bytes": lim.gpu_memory_bytes if self.gpu is not None else 0,
         }
 
     # -- the protocol channel -------------------------------------------------------------------------------------
@@ -261,6 +281,8 @@ class Sandbox:
         if self._dead is not None:
             raise self._dead
         while True:
+            if self._dead is not None:  # the memory watchdog killed the sandbox from its thread
+                raise self._dead
             breach = self._cgroup.breach() if self._cgroup is not None else None
             if breach is not None:
                 self._kill(breach, f"the sandbox hit its {breach} limit")
@@ -274,6 +296,8 @@ class Sandbox:
                 continue
             if msg is None:
                 self._lines.put(None)  # stay at end-of-stream for later waits
+                if self._dead is not None:  # the watchdog killed it: its reason, not "crashed"
+                    raise self._dead
                 reason = self._cgroup.breach() if self._cgroup is not None else None
                 self._kill(reason or "crashed", "the sandbox exited" + (f" ({reason} limit)" if reason else ""))
             if msg.get("type") == kind and (msg_id is None or msg.get("id") == msg_id):
@@ -462,6 +486,9 @@ class Sandbox:
 
     def close(self) -> None:
         """Stop the runner (politely, then by force), remove the cgroup and the work folder."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
         if self._proc is not None:
             if self._proc.poll() is None and self._dead is None:
                 self._send({"op": "close"})

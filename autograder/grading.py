@@ -24,7 +24,7 @@ import nbformat
 
 from autograder.checks.plugin import SubmissionContext
 from autograder.checks.runner import run_checks
-from autograder.course.config import CourseConfig, effective_hardware, load_config
+from autograder.course.config import CourseConfig, course_rubric, effective_hardware, load_config
 from autograder.intake import cells as execution
 from autograder.intake.cells import select_cells
 from autograder.intake.notebook import (
@@ -37,7 +37,7 @@ from autograder.intake.parameters import pin_parameters
 from autograder.intake.submission import Submission
 from autograder.paths import assignments_root, check_lab
 from autograder.records import CheckResult, Flag, GradeRecord
-from autograder.rubric import Rubric, load_rubric
+from autograder.rubric import Rubric
 from autograder.sandbox import Sandbox
 from autograder.sandbox.gpus import gpu_sandbox_slot
 
@@ -59,7 +59,7 @@ class LabContext:
     def needs_gpu(self) -> bool:
         """On the GPU only where both say so: the lab's rubric (`gpu: true`) and the course (`gpu: true` in its
         sparkgrade.yaml), so the same lab still grades on CPU in a CPU course."""
-        return self.rubric.gpu and self.course.gpu
+        return self.rubric.on_gpu
 
 
 def lab_source_dir(course_dir: Path | None, lab: str) -> Path:
@@ -72,12 +72,12 @@ def lab_source_dir(course_dir: Path | None, lab: str) -> Path:
 def load_lab(course_dir: Path | None, lab: str, *, no_sandbox: bool = False, hardware: str | None = None,
              models_dir: Path | None = None) -> LabContext:
     check_lab(lab)
-    rubric = load_rubric(lab)
+    course = load_config(course_dir)
+    rubric = course_rubric(lab, course)
     src_dir = lab_source_dir(course_dir, lab)
     source = nbformat.read(src_dir / f"{lab}.ipynb", as_version=4)
     if models_dir is None and (src_dir / "models").is_dir():
         models_dir = src_dir / "models"
-    course = load_config(course_dir)
     return LabContext(lab, rubric, source, models_dir, effective_hardware(hardware, course, rubric.hardware),
                       no_sandbox, course=course)
 

@@ -13,11 +13,15 @@ without the file is the CPU course every release before this one made: the rubri
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autograder.errors import UserError
+
+if TYPE_CHECKING:
+    from autograder.rubric import Rubric
 
 CONFIG_NAME = "sparkgrade.yaml"
 
@@ -69,6 +73,14 @@ def load_config(course_dir: Path | None) -> CourseConfig:
         return CourseConfig.model_validate(yaml.safe_load(path.read_text()) or {})
     except (yaml.YAMLError, ValidationError) as exc:
         raise UserError(f"{path} is invalid: {' '.join(str(exc).splitlines()[:3])}") from None
+
+
+def course_rubric(lab: str, config: CourseConfig) -> Rubric:
+    """The rubric this course grades ``lab`` with: with its GPU checks where both the lab and the course are GPU."""
+    from autograder.rubric import load_rubric
+
+    rubric = load_rubric(lab)
+    return rubric.on_gpu_course() if rubric.gpu and config.gpu else rubric
 
 
 def save_config(course_dir: Path, config: CourseConfig) -> Path:

@@ -72,6 +72,16 @@ def _add_check_benchmarks(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
 
 
+def _add_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["pull"], help="pull: download the spark profile's checkpoints")
+    p.add_argument("--lab", action="append", default=None, metavar="LAB", help="only this lab's (repeatable)")
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="the mirror (default: $SPARKGRADE_HUB_ROOT, else ~/.cache/sparkgrade/hub); set "
+                        "SPARKGRADE_HUB_ROOT to it for the labs to read it")
+    p.add_argument("--course", default=None, metavar="COURSE_DIR",
+                   help="read the model ids from this course's lab sources instead of the product's")
+
+
 def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", nargs="?", default="demo-course", help="where to build the demo course")
 
@@ -160,6 +170,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from autograder.course.models import default_hub_root, human, pull, spark_checkpoints_from_sources
+    from autograder.paths import assignments_root
+
+    source = Path(args.course) / "source" if args.course else assignments_root() / "source"
+    if not source.is_dir():
+        raise UserError(f"{source}: no lab sources there")
+    root = Path(args.root) if args.root else default_hub_root()
+    pulled = pull(spark_checkpoints_from_sources(source), root, labs=args.lab, say=print)
+    total = sum(p.size_bytes for p in pulled)
+    print(f"{len(pulled)} checkpoint(s), {human(total)} in {root}: export SPARKGRADE_HUB_ROOT={root}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -196,6 +220,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
         _add_check_benchmarks,
         "autograder.plausibility:cmd_check_benchmarks",
     ),
+    "models": ("download the spark profile's checkpoints into the local mirror", _add_models,
+               "autograder.cli:cmd_models"),
     "demo": ("run the whole product on the embedded defaults", _add_demo, "autograder.cli:cmd_demo"),
 }
 

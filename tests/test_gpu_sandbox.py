@@ -149,12 +149,17 @@ def test_watchdog_fires_below_the_reserve_only(tmp_path):
 
 def test_the_cuda_cap_is_installed_before_any_cell_only_when_asked(tmp_path, monkeypatch):
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path))
-    assert install_cuda_cap({"cuda_memory_bytes": 0}) is None
-    path = Path(install_cuda_cap({"cuda_memory_bytes": 3 * GIB}))
-    assert path.parent == tmp_path / "profile_default" / "startup"
+    monkeypatch.delenv("SPARKGRADE_CUDA_MEMORY_BYTES", raising=False)
+    startup = tmp_path / "profile_default" / "startup"
+    install_cuda_cap({"cuda_memory_bytes": 0})
+    assert not startup.exists() and "SPARKGRADE_CUDA_MEMORY_BYTES" not in os.environ
+    install_cuda_cap({"cuda_memory_bytes": 3 * GIB})
+    (path,) = startup.iterdir()
+    assert os.environ["SPARKGRADE_CUDA_MEMORY_BYTES"] == str(3 * GIB)  # what the kernel inherits
     code = path.read_text()
-    assert "set_per_process_memory_fraction" in code and str(3 * GIB) in code
-    compile(code, str(path), "exec")
+    assert "set_per_process_memory_fraction" in code
+    exec(compile(code, str(path), "exec"), {})  # as IPython runs it: here without CUDA it is a no-op
+    assert "SPARKGRADE_CUDA_MEMORY_BYTES" not in os.environ  # the startup took it out of the student's sight
 
 
 def _hog_notebook(gib: float) -> bytes:

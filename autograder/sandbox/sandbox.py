@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from autograder.sandbox import bwrap as bw
-from autograder.sandbox import zygote
+from autograder.sandbox import gpus, watchdog, zygote
 from autograder.sandbox.calls import Call, CallResult, Reason, SandboxResult
 from autograder.sandbox.cgroup import Cgroup
 from autograder.sandbox.codec import (
@@ -40,9 +40,7 @@ from autograder.sandbox.codec import (
     read_call_outputs,
     write_call_inputs,
 )
-from autograder.sandbox.gpus import resolve_slot
 from autograder.sandbox.limits import Limits
-from autograder.sandbox.watchdog import HostMemoryWatchdog, default_reserve, host_total_bytes
 
 INSIDE_DIR = Path(__file__).parent / "inside"  # everything that runs next to student code
 RUNNER = INSIDE_DIR / "runner.py"
@@ -97,7 +95,7 @@ class Sandbox:
         self._next_id = 0
         self.result: SandboxResult | None = None
         self.timings: dict[str, float] = {}
-        self._watchdog: HostMemoryWatchdog | None = None
+        self._watchdog: watchdog.HostMemoryWatchdog | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -132,25 +130,16 @@ class Sandbox:
         mounts = bw.Mounts(work_dir=self._root / "work", etc_dir=self._root / "etc", runner_dir=INSIDE_DIR,
                            python_dirs=bw.python_dirs(), models_dir=self._models_dir)
         self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes)
-        self._start_watchdog()
+        self._watchdog = watchdog.watchdog_for(self.limits.host_reserve_bytes, self.gpu is not None, self._starved)
         # Warm: CPU sandboxes on hosts with cgroups (a fork inherits the zygote's address space, so the
         # RLIMIT_AS fallback would count the libraries it shares; such hosts start cold).
         if self.warm and self.gpu is None and self._cgroup is not None and self._spawn_warm(mounts, env):
             return
         self._spawn_cold(mounts, env, bwrap)
 
-    def _start_watchdog(self) -> None:
-        reserve = self.limits.host_reserve_bytes
-        if not reserve and self.gpu is not None:
-            reserve = default_reserve(host_total_bytes())
-        if reserve:
-            self._watchdog = HostMemoryWatchdog(reserve, self._starved).start()
-
     def _starved(self, detail: str) -> None:
         """From the watchdog's thread: kill now (the grader may be busy in a check), report at the next wait."""
-        if self._dead is None:
-            self._dead = _Died("memory", detail)
-        self._alive = False
+        self._dead, self._alive = self._dead or _Died("memory", detail), False
         self._terminate()
 
     def _spawn_plain(self, env: dict[str, str]) -> None:
@@ -166,7 +155,7 @@ class Sandbox:
     def _spawn_cold(self, mounts: bw.Mounts, env: dict[str, str], bwrap: str) -> None:
         """bubblewrap builds the sandbox; with a cgroup, a tiny launcher joins it first and then becomes bwrap, so
         every sandbox process starts inside it."""
-        slot = resolve_slot(self.gpu) if self.gpu is not None else None  # GpuError: the set-up is wrong, stop
+        slot = gpus.resolve_slot(self.gpu) if self.gpu is not None else None  # GpuError: the set-up is wrong, stop
         argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=slot, bwrap=bwrap)
         if self._cgroup is not None:
             files = self._cgroup.procs_files()
@@ -281,8 +270,6 @@ class Sandbox:
         if self._dead is not None:
             raise self._dead
         while True:
-            if self._dead is not None:  # the memory watchdog killed the sandbox from its thread
-                raise self._dead
             breach = self._cgroup.breach() if self._cgroup is not None else None
             if breach is not None:
                 self._kill(breach, f"the sandbox hit its {breach} limit")
@@ -296,8 +283,6 @@ class Sandbox:
                 continue
             if msg is None:
                 self._lines.put(None)  # stay at end-of-stream for later waits
-                if self._dead is not None:  # the watchdog killed it: its reason, not "crashed"
-                    raise self._dead
                 reason = self._cgroup.breach() if self._cgroup is not None else None
                 self._kill(reason or "crashed", "the sandbox exited" + (f" ({reason} limit)" if reason else ""))
             if msg.get("type") == kind and (msg_id is None or msg.get("id") == msg_id):
@@ -306,7 +291,7 @@ class Sandbox:
     def _kill(self, reason: Reason, detail: str) -> None:
         self._terminate()
         self._alive = False
-        self._dead = _Died(reason, detail)
+        self._dead = self._dead or _Died(reason, detail)  # a watchdog's kill keeps its reason, not "crashed"
         raise self._dead
 
     def _terminate(self) -> None:
@@ -488,7 +473,6 @@ class Sandbox:
         """Stop the runner (politely, then by force), remove the cgroup and the work folder."""
         if self._watchdog is not None:
             self._watchdog.stop()
-            self._watchdog = None
         if self._proc is not None:
             if self._proc.poll() is None and self._dead is None:
                 self._send({"op": "close"})

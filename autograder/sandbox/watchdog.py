@@ -86,3 +86,10 @@ def host_total_bytes(meminfo: Path = MEMINFO) -> int:
         return parse_meminfo(meminfo.read_text()).get("MemTotal", 0)
     except OSError:
         return 0
+
+
+def watchdog_for(reserve_bytes: int, gpu: bool, on_starve: Callable[[str], None]) -> HostMemoryWatchdog | None:
+    """The started watchdog a sandbox gets: with the limit's reserve, else the default reserve for a GPU sandbox
+    (unified memory escapes its cgroup), else none (a CPU sandbox's cgroup is enough)."""
+    reserve = reserve_bytes or (default_reserve(host_total_bytes()) if gpu else 0)
+    return HostMemoryWatchdog(reserve, on_starve).start() if reserve else None

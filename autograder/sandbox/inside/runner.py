@@ -458,33 +458,13 @@ def serve_calls(chan: Channel, client: Any, cfg: dict[str, Any]) -> None:
             return
 
 
-# Runs in the kernel before the notebook's first cell (IPython's startup folder). Unified memory (DGX Spark) escapes
-# the cgroup, so CUDA's caching allocator is capped for the kernel process: past the fraction, an allocation raises
-# torch.OutOfMemoryError in the student's cell instead of taking the host's memory. Student code could raise the cap
-# again; the grader's memory watchdog is the backstop for that.
-CUDA_CAP_STARTUP = """
-def _sparkgrade_cap_cuda(limit_bytes):
-    import torch
-    if torch.cuda.is_available():
-        total = torch.cuda.get_device_properties(0).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, limit_bytes / total), 0)
-_sparkgrade_cap_cuda({limit})
-del _sparkgrade_cap_cuda
-"""
-
-
-def install_cuda_cap(cfg: dict[str, Any]) -> str | None:
-    """Write the CUDA cap into the kernel's IPython startup folder when the grader asked for one; its path."""
-    limit = int(cfg.get("cuda_memory_bytes") or 0)
-    ipython_dir = os.environ.get("IPYTHONDIR")
-    if limit <= 0 or not ipython_dir:
-        return None
-    startup = os.path.join(ipython_dir, "profile_default", "startup")
-    os.makedirs(startup, exist_ok=True)
-    path = os.path.join(startup, "00-sparkgrade-cuda-cap.py")
-    with open(path, "w") as f:
-        f.write(CUDA_CAP_STARTUP.format(limit=limit))
-    return path
+def install_cuda_cap(cfg: dict[str, Any]) -> None:
+    """cuda_cap.py into the kernel's IPython startup folder when the grader asked for a cap (GPU sandboxes)."""
+    limit, ipython_dir = int(cfg.get("cuda_memory_bytes") or 0), os.environ.get("IPYTHONDIR")
+    if limit > 0 and ipython_dir:
+        os.environ["SPARKGRADE_CUDA_MEMORY_BYTES"] = str(limit)  # the kernel inherits it; cuda_cap.py removes it
+        (startup := Path(ipython_dir) / "profile_default" / "startup").mkdir(parents=True, exist_ok=True)
+        (startup / "00-sparkgrade-cuda-cap.py").write_text(Path(__file__).with_name("cuda_cap.py").read_text())
 
 
 def main(kernel: dict[str, Any] | None = None) -> int:

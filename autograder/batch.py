@@ -181,6 +181,9 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
     if not no_sandbox and scheduler is None:
         check_sandbox_available()
     ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox, hardware=hardware)
+    if ctx.needs_gpu and scheduler is None and gpu_count() == 0:
+        raise UserError(f"{lab} grades on a GPU in this course (sparkgrade.yaml: gpu: true) and this machine has no "
+                        "CUDA GPU: grade it on the GPU box (or a Dask GPU worker), or set gpu: false")
     store = CourseStore(course_dir, db_url)
     subs = find_submissions(course_dir, lab, students)
     records: dict[str, GradeRecord] = {}

@@ -113,6 +113,17 @@ def test_course_config_decides_hardware_and_gpu_unless_grade_overrides(bench_lab
         load_config(course)
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="shows a GPU course on a machine without a GPU")
+def test_a_gpu_course_on_a_machine_without_a_gpu_says_so_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SPARKGRADE_RUBRICS", raising=False)  # the product's labs, not the toy lab of this module
+    monkeypatch.delenv("SPARKGRADE_ASSIGNMENTS", raising=False)
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    save_config(tmp_path, for_hardware("dgx-spark"))
+    assert cli.main(["grade", str(tmp_path), "lab-2.4.2-mamba-architecture"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "grades on a GPU in this course" in err and "no CUDA GPU" in err and "\n" not in err
+
+
 def test_init_with_unknown_hardware_is_one_line_and_creates_nothing(tmp_path, capsys):
     assert cli.main(["init", str(tmp_path / "c"), "--hardware", "spark"]) == 2
     err = capsys.readouterr().err.strip()

@@ -70,8 +70,8 @@ def _context(lab: str, course_dir: str | None, no_sandbox: bool, hardware: str |
 
 def run_task(task: GradeTask, gpu: int | None = None) -> TaskResult:
     """The unit of work, local or remote: grade one submission from its bytes."""
-    if gpu is None and task.needs_gpu:
-        gpu = int(os.environ.get("SPARKGRADE_GPU", "0"))
+    if gpu is None and task.needs_gpu:  # a Dask GPU worker: its own GPU (SPARKGRADE_GPU or CUDA_VISIBLE_DEVICES)
+        gpu = _dask_gpu()
     ctx = _context(task.submission.lab, task.course_dir, task.no_sandbox, task.hardware, gpu)
     record, executed = grade_submission(task.submission, ctx, task.seed)
     return TaskResult(task, record, executed)
@@ -80,13 +80,26 @@ def run_task(task: GradeTask, gpu: int | None = None) -> TaskResult:
 _worker_gpu: int | None = None
 
 
+@functools.cache
+def _dask_gpu() -> int:
+    """A Dask worker started with --resources GPU=1 owns the GPU its environment names (README: one worker per GPU,
+    each with its own CUDA_VISIBLE_DEVICES), not GPU 0 of the machine."""
+    from autograder.sandbox.gpus import own_gpu, worker_gpu
+
+    return own_gpu(worker_gpu())
+
+
 def _init_worker(gpus: list[int] | None, counter) -> None:
-    """Each GPU worker process owns one GPU for its whole life."""
+    """Each GPU worker process owns one GPU for its whole life: the next visible GPU, by its device node, and the
+    only one CUDA shows this process (so the trusted checks' cuda:0 is the sandbox's GPU)."""
     global _worker_gpu
     if gpus:
         with counter.get_lock():
-            _worker_gpu = gpus[counter.value % len(gpus)]
+            position = gpus[counter.value % len(gpus)]
             counter.value += 1
+        from autograder.sandbox.gpus import own_gpu
+
+        _worker_gpu = own_gpu(position)
 
 
 def _run_in_worker(task: GradeTask) -> TaskResult:
@@ -168,6 +181,9 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
     if not no_sandbox and scheduler is None:
         check_sandbox_available()
     ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox, hardware=hardware)
+    if ctx.needs_gpu and scheduler is None and gpu_count() == 0:
+        raise UserError(f"{lab} grades on a GPU in this course (sparkgrade.yaml: gpu: true) and this machine has no "
+                        "CUDA GPU: grade it on the GPU box (or a Dask GPU worker), or set gpu: false")
     store = CourseStore(course_dir, db_url)
     subs = find_submissions(course_dir, lab, students)
     records: dict[str, GradeRecord] = {}
@@ -178,12 +194,13 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
         if old is not None:
             records[student] = old
             continue
+        # hardware and GPU are resolved here: a remote worker may not see the course's sparkgrade.yaml
         tasks.append(GradeTask(sub, store.seed_for(student, lab, sub.content_hash), str(course_dir.resolve()),
-                               no_sandbox, hardware, ctx.rubric.gpu))
+                               no_sandbox, ctx.hardware, ctx.needs_gpu))
     if scheduler:
         results = run_dask(tasks, scheduler)
     else:
-        n = workers or default_workers(ctx.rubric.gpu, ctx.rubric.sandbox_limits.threads)
+        n = workers or default_workers(ctx.needs_gpu, ctx.rubric.sandbox_limits.threads)
         results = run_local(tasks, n)
     for result in results:
         record, student = result.record, result.record.student

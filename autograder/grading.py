@@ -12,10 +12,12 @@ the batch's business (autograder/batch.py).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ import nbformat
 
 from autograder.checks.plugin import SubmissionContext
 from autograder.checks.runner import run_checks
+from autograder.course.config import CourseConfig, course_rubric, effective_hardware, load_config
 from autograder.intake import cells as execution
 from autograder.intake.cells import select_cells
 from autograder.intake.notebook import (
@@ -31,11 +34,13 @@ from autograder.intake.notebook import (
     repair_locked_cells,
     suspicious_code,
 )
+from autograder.intake.parameters import pin_parameters
 from autograder.intake.submission import Submission
 from autograder.paths import assignments_root, check_lab
 from autograder.records import CheckResult, Flag, GradeRecord
-from autograder.rubric import Rubric, load_rubric
+from autograder.rubric import Rubric
 from autograder.sandbox import Sandbox
+from autograder.sandbox.gpus import gpu_sandbox_slot
 
 if TYPE_CHECKING:
     from autograder.plausibility import Judgement
@@ -52,6 +57,13 @@ class LabContext:
     hardware: str
     no_sandbox: bool = False
     gpu: int | None = None
+    course: CourseConfig = field(default_factory=CourseConfig)
+
+    @property
+    def needs_gpu(self) -> bool:
+        """On the GPU only where both say so: the lab's rubric (`gpu: true`) and the course (`gpu: true` in its
+        sparkgrade.yaml), so the same lab still grades on CPU in a CPU course."""
+        return self.rubric.on_gpu
 
 
 def lab_source_dir(course_dir: Path | None, lab: str) -> Path:
@@ -64,12 +76,14 @@ def lab_source_dir(course_dir: Path | None, lab: str) -> Path:
 def load_lab(course_dir: Path | None, lab: str, *, no_sandbox: bool = False, hardware: str | None = None,
              models_dir: Path | None = None) -> LabContext:
     check_lab(lab)
-    rubric = load_rubric(lab)
+    course = load_config(course_dir)
+    rubric = course_rubric(lab, course)
     src_dir = lab_source_dir(course_dir, lab)
     source = nbformat.read(src_dir / f"{lab}.ipynb", as_version=4)
     if models_dir is None and (src_dir / "models").is_dir():
         models_dir = src_dir / "models"
-    return LabContext(lab, rubric, source, models_dir, hardware or rubric.hardware, no_sandbox)
+    return LabContext(lab, rubric, source, models_dir, effective_hardware(hardware, course, rubric.hardware),
+                      no_sandbox, course=course)
 
 
 def _zero(rubric: Rubric, message: str) -> tuple[CheckResult, ...]:
@@ -89,12 +103,23 @@ def benchmark_judgement(sub: Submission, context: SubmissionContext) -> Judgemen
     return judged
 
 
-def benchmark_flags(judged: Judgement | None) -> list[Flag]:
-    """Suspicious (not impossible) benchmark numbers cost no points: they are flagged for a person to look at.
-    Impossible ones are already scored by the lab's benchmark checks; a malformed file is theirs to explain."""
-    if judged is None:
-        return []
-    return [Flag("suspicious-benchmark", v.message[:500]) for v in judged.suspicious][:10]
+def benchmark_flags(sub: Submission, judged: Judgement | None, hardware: str) -> list[Flag]:
+    """Suspicious (not impossible) benchmark numbers cost no points: they are flagged for a person to look at, as
+    are records measured on other hardware than the course's. Impossible ones are already scored by the lab's
+    benchmark checks; a malformed file is theirs to explain."""
+    from reference.devices import device_mismatches
+
+    flags: list[Flag] = []
+    data = sub.files.get("benchmarks.json")
+    if data:
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raw = None
+        flags += [Flag("device-mismatch", line[:500]) for line in device_mismatches(raw, hardware)][:10]
+    if judged is not None:
+        flags += [Flag("suspicious-benchmark", v.message[:500]) for v in judged.suspicious][:10]
+    return flags
 
 
 def _merged(full: nbformat.NotebookNode, executed: bytes | None, cells: list[int]) -> bytes:
@@ -116,7 +141,9 @@ def _execute_and_check(sub: Submission, ctx: LabContext, notebook: nbformat.Note
     rubric = ctx.rubric
     cells = select_cells(notebook, mode, rubric.setup_cells)
     to_run = notebook if mode == "all" else execution.reduced(notebook, cells)
-    with Sandbox(nbformat.writes(to_run).encode(), notebook_name=f"{sub.lab}.ipynb",
+    # At most the course's number of GPU sandboxes at once on this machine: on unified memory they share the host's.
+    slot = gpu_sandbox_slot(ctx.course.gpu_sandboxes) if ctx.gpu is not None else contextlib.nullcontext()
+    with slot, Sandbox(nbformat.writes(to_run).encode(), notebook_name=f"{sub.lab}.ipynb",
                  models_dir=ctx.models_dir, limits=rubric.sandbox_limits, gpu=ctx.gpu,
                  no_sandbox=ctx.no_sandbox) as sandbox:
         run = sandbox.run()
@@ -148,14 +175,15 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
     repair = repair_locked_cells(nb, ctx.source)
     flags += repair.flags
     flags += suspicious_code(repair.notebook, ctx.source)
+    notebook = pin_parameters(repair.notebook, ctx.source)  # the grader decides the profile, not the submission
     context = SubmissionContext(sub.student, sub.lab, dict(sub.files), ctx.hardware,
                                 "cuda" if ctx.gpu is not None else "cpu")
-    run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, rubric.execute,
-                                                                        seed, context)
+    run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, notebook, rubric.execute, seed,
+                                                                        context)
     rerun_after_s = None
     if run is None:  # a definitions-only run lacked a name only the whole notebook defines: run it all
         rerun_after_s = time.perf_counter() - t0
-        run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, "all", seed,
+        run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, notebook, "all", seed,
                                                                             context)
     assert run is not None
     status = "graded"
@@ -170,7 +198,7 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
     for err in grader_errors:
         flags.append(Flag("grader-error", err[:500]))
     judged = benchmark_judgement(sub, context)
-    flags += benchmark_flags(judged)
+    flags += benchmark_flags(sub, judged, context.hardware)
     score = round(sum(c.points for c in checks), 6)
     timings = {"sandbox_start_s": run.start_s, "notebook_s": run.run_s, "checks_s": checks_s,
                "total_s": time.perf_counter() - t0}

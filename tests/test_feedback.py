@@ -1,6 +1,6 @@
 """Feedback pages and the class report: written where nbgrader looks, clear to a learner, and safe to open.
 
-The pages are opened in headless Chromium (Debian's /usr/bin/chromium). Two facts are checked there, each so that
+The pages are opened in headless Chromium (Debian's deb or a non-snap Chrome). Two facts are checked there, each so that
 it fails when the behaviour breaks:
 - Figures load: a copy of the page, written outside the course, keeps its Content-Security-Policy and gains one
   trusted script allowed by a nonce; it records every <img>'s naturalWidth after load into the DOM, which
@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
+import shutil
 import struct
 import subprocess
 import tempfile
@@ -37,8 +39,26 @@ from autograder.records import CheckResult, Flag, GradeRecord
 from autograder.rubric import load_rubric
 
 LAB = "lab-2.4.2-mamba-architecture"
-CHROMIUM = Path("/usr/bin/chromium")
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) is absent")
+
+
+def find_chromium() -> tuple[Path | None, str]:
+    """A headless browser that can open files under /tmp, and the reason there is none. SPARKGRADE_CHROMIUM names
+    one explicitly; else Debian's deb or a Chrome on PATH. A snap's browser (Ubuntu's `chromium`) is confined away
+    from /tmp, where these pages are written, so it does not count."""
+    named = os.environ.get("SPARKGRADE_CHROMIUM")
+    candidates = [named] if named else ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
+    for name in candidates:
+        found = shutil.which(name)
+        if found and not found.startswith("/snap/") and not Path(found).resolve().is_relative_to("/snap"):
+            return Path(found), ""
+    if named:
+        return None, f"SPARKGRADE_CHROMIUM={named} is not an executable browser outside a snap"
+    return None, ("no headless browser outside a snap (Debian: apt-get install chromium; Ubuntu ships chromium only "
+                  "as a snap, which cannot open /tmp: install Google Chrome's deb or set SPARKGRADE_CHROMIUM)")
+
+
+CHROMIUM, NO_CHROMIUM = find_chromium()
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 TITLE_MARK = "pwned"
 CANARY = ("document.title='pwned';var e=document.createElement('div');e.id='pwned';"

@@ -42,8 +42,12 @@ def _forget_rubric_modules() -> None:
             del sys.modules[name]
 
 
-def check_files(lab: str) -> list[Path]:
-    return sorted(rubric_dir(lab).glob("test_*.py"))
+GPU_CHECK_FILES = "test_gpu_*.py"  # the rubric's gpu_checks: collected only when the rubric grades on the GPU
+
+
+def check_files(lab: str, on_gpu: bool = False) -> list[Path]:
+    gpu = set(rubric_dir(lab).glob(GPU_CHECK_FILES))
+    return sorted(p for p in rubric_dir(lab).glob("test_*.py") if on_gpu or p not in gpu)
 
 
 UNUSED_PLUGINS = ("cacheprovider", "randomly", "unraisableexception", "threadexception", "doctest", "junitxml",
@@ -54,7 +58,7 @@ def run_checks(rubric: Rubric, caller: Caller, seed: str, context: SubmissionCon
                select: Sequence[str] | None = None) -> tuple[list[CheckResult], list[str]]:
     """Every check of the rubric, in rubric order; a check the rubric lists but pytest did not run is an error."""
     plugin = CheckPlugin(rubric, caller, seed, context, load_misconceptions(rubric.lab))
-    args = [str(p) for p in check_files(rubric.lab)]
+    args = [str(p) for p in check_files(rubric.lab, rubric.on_gpu)]
     args += ["-q", "--import-mode=importlib", "-o", "addopts=", "--rootdir", str(rubric_dir(rubric.lab)),
              "-W", "ignore"]
     # Plugins a grading session has no use for; unraisableexception alone spends ~0.3 s per submission in

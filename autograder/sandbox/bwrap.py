@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.errors import UserError
+from autograder.sandbox.gpus import MIG_CAPS_DIR, GpuSlot
 
 INSIDE_WORK = "/submission"
 INSIDE_MODELS = "/lab/models"
@@ -91,7 +92,7 @@ def build_argv(
     env: dict[str, str],
     *,
     tmp_bytes: int,
-    gpu: int | None = None,
+    gpu: int | GpuSlot | None = None,
     python: str | None = None,
     bwrap: str = "bwrap",
     uid: int | None = SANDBOX_UID,
@@ -128,11 +129,17 @@ def build_argv(
         argv += ["--ro-bind", str(mounts.models_dir), INSIDE_MODELS]
     argv += ["--bind", str(mounts.work_dir), INSIDE_WORK]
     if gpu is not None:
+        # An int is the device minor (gpus.py: never the CUDA index, which CUDA_VISIBLE_DEVICES renumbers).
+        slot = gpu if isinstance(gpu, GpuSlot) else GpuSlot(minor=int(gpu), visible_id="")
         # --dev-bind, not --bind: device nodes must stay usable. Only the assigned GPU's node is visible.
-        argv += ["--dev-bind", f"/dev/nvidia{int(gpu)}", f"/dev/nvidia{int(gpu)}"]
+        argv += ["--dev-bind", slot.node, slot.node]
         for node in GPU_CONTROL_NODES:
             argv += ["--dev-bind-try", node, node]
+        if slot.mig:  # a MIG instance is opened through its capability nodes
+            argv += ["--dev-bind-try", MIG_CAPS_DIR, MIG_CAPS_DIR]
         argv += ["--ro-bind", "/sys", "/sys"]
+        if slot.visible_id:  # inside, the one GPU is cuda:0 whatever its number outside
+            env = {**env, "CUDA_VISIBLE_DEVICES": slot.visible_id}
     argv += ["--remount-ro", "/"]
     for key, value in env.items():
         argv += ["--setenv", key, value]

@@ -25,6 +25,12 @@ class Limits:
     threads: int = 2  # OMP / MKL threads inside
     startup_s: float = 60.0  # kernel start allowance on top of notebook_s
     interrupt_grace_s: float = 5.0  # how long a timed-out call may take to honour an interrupt
+    # GPU sandboxes: the kernel's CUDA allocator is capped at this many bytes (a per-process memory fraction set
+    # before student code), since unified memory escapes the cgroup (watchdog.py).
+    gpu_memory_bytes: int = 24 * GIB
+    # The host keeps this much MemAvailable: below it the sandbox is killed with reason "memory". 0: GPU sandboxes
+    # use watchdog.default_reserve and CPU sandboxes rely on their cgroup alone (no watchdog).
+    host_reserve_bytes: int = 0
 
     def __post_init__(self) -> None:
         for name in ("notebook_s", "call_s", "startup_s", "interrupt_grace_s"):

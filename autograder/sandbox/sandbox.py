@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from autograder.sandbox import bwrap as bw
-from autograder.sandbox import zygote
+from autograder.sandbox import gpus, watchdog, zygote
 from autograder.sandbox.calls import Call, CallResult, Reason, SandboxResult
 from autograder.sandbox.cgroup import Cgroup
 from autograder.sandbox.codec import (
@@ -68,7 +68,7 @@ class Sandbox:
         files: Mapping[str, bytes | Path] | None = None,
         models_dir: Path | None = None,
         limits: Limits | None = None,
-        gpu: int | None = None,
+        gpu: int | str | None = None,  # the worker's GPU: a position among the visible GPUs, or a UUID (gpus.py)
         no_sandbox: bool = False,
         warm: bool | None = None,
     ) -> None:
@@ -95,6 +95,7 @@ class Sandbox:
         self._next_id = 0
         self.result: SandboxResult | None = None
         self.timings: dict[str, float] = {}
+        self._watchdog: watchdog.HostMemoryWatchdog | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -129,11 +130,17 @@ class Sandbox:
         mounts = bw.Mounts(work_dir=self._root / "work", etc_dir=self._root / "etc", runner_dir=INSIDE_DIR,
                            python_dirs=bw.python_dirs(), models_dir=self._models_dir)
         self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes)
+        self._watchdog = watchdog.watchdog_for(self.limits.host_reserve_bytes, self.gpu is not None, self._starved)
         # Warm: CPU sandboxes on hosts with cgroups (a fork inherits the zygote's address space, so the
         # RLIMIT_AS fallback would count the libraries it shares; such hosts start cold).
         if self.warm and self.gpu is None and self._cgroup is not None and self._spawn_warm(mounts, env):
             return
         self._spawn_cold(mounts, env, bwrap)
+
+    def _starved(self, detail: str) -> None:
+        """From the watchdog's thread: kill now (the grader may be busy in a check), report at the next wait."""
+        self._dead, self._alive = self._dead or _Died("memory", detail), False
+        self._terminate()
 
     def _spawn_plain(self, env: dict[str, str]) -> None:
         """Trusted self-tests only: the same runner in a plain subprocess, still without the grader's environment."""
@@ -148,7 +155,8 @@ class Sandbox:
     def _spawn_cold(self, mounts: bw.Mounts, env: dict[str, str], bwrap: str) -> None:
         """bubblewrap builds the sandbox; with a cgroup, a tiny launcher joins it first and then becomes bwrap, so
         every sandbox process starts inside it."""
-        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=self.gpu, bwrap=bwrap)
+        slot = gpus.resolve_slot(self.gpu) if self.gpu is not None else None  # GpuError: the set-up is wrong, stop
+        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=slot, bwrap=bwrap)
         if self._cgroup is not None:
             files = self._cgroup.procs_files()
             script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done; '
@@ -216,6 +224,7 @@ class Sandbox:
             "models_dir": models,
             "rlimits": rlimits,
             "limits_by_cgroup": self._cgroup is not None or not inside,
+            "cuda_memory_bytes": lim.gpu_memory_bytes if self.gpu is not None else 0,
         }
 
     # -- the protocol channel -------------------------------------------------------------------------------------
@@ -282,7 +291,7 @@ class Sandbox:
     def _kill(self, reason: Reason, detail: str) -> None:
         self._terminate()
         self._alive = False
-        self._dead = _Died(reason, detail)
+        self._dead = self._dead or _Died(reason, detail)  # a watchdog's kill keeps its reason, not "crashed"
         raise self._dead
 
     def _terminate(self) -> None:
@@ -462,6 +471,8 @@ class Sandbox:
 
     def close(self) -> None:
         """Stop the runner (politely, then by force), remove the cgroup and the work folder."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self._proc is not None:
             if self._proc.poll() is None and self._dead is None:
                 self._send({"op": "close"})

@@ -458,6 +458,15 @@ def serve_calls(chan: Channel, client: Any, cfg: dict[str, Any]) -> None:
             return
 
 
+def install_cuda_cap(cfg: dict[str, Any]) -> None:
+    """cuda_cap.py into the kernel's IPython startup folder when the grader asked for a cap (GPU sandboxes)."""
+    limit, ipython_dir = int(cfg.get("cuda_memory_bytes") or 0), os.environ.get("IPYTHONDIR")
+    if limit > 0 and ipython_dir:
+        os.environ["SPARKGRADE_CUDA_MEMORY_BYTES"] = str(limit)  # the kernel inherits it; cuda_cap.py removes it
+        (startup := Path(ipython_dir) / "profile_default" / "startup").mkdir(parents=True, exist_ok=True)
+        (startup / "00-sparkgrade-cuda-cap.py").write_text(Path(__file__).with_name("cuda_cap.py").read_text())
+
+
 def main(kernel: dict[str, Any] | None = None) -> int:
     """``kernel``: one already forked by the zygote (fork_kernel); None starts one the usual way."""
     chan = Channel()
@@ -470,6 +479,7 @@ def main(kernel: dict[str, Any] | None = None) -> int:
     for key in ("HOME", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"):
         if os.environ.get(key):
             os.makedirs(os.environ[key], exist_ok=True)
+    install_cuda_cap(cfg)  # before the kernel starts: it runs the startup folder before any cell
     chan.send({"type": "hello", "pid": os.getpid()})
     client, _reason, _detail = execute_notebook(chan, cfg, kernel)
     if client is None:

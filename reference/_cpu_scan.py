@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reference.common import bc_groups
+
 CHUNK = 128  # positions per chunk: the decay buffer stays in the cache at the labs' sizes
 # numba's fallback threading layer (workqueue, where neither TBB nor GNU OpenMP is present) aborts the process on
 # concurrent parallel launches from two threads; the scan is a trusted-side helper, so serialise its calls.
@@ -177,14 +179,9 @@ def plan(batch: int, dim: int, groups_b: int, groups_c: int, kernel: str | None 
 
 
 def _bc_layout(M: torch.Tensor, dim: int) -> torch.Tensor:
-    """Fixed (d, N) -> (1, d, 1, N); variable (b, N, L) -> (b, 1, L, N); grouped (b, G, N, L) -> (b, G, L, N)."""
-    if M.dim() == 2:
-        return M[None, :, None, :].contiguous()
-    if M.dim() == 3:
-        return M.transpose(1, 2).unsqueeze(1).contiguous()
-    if dim % M.shape[1]:
-        raise ValueError(f"dim {dim} is not divisible by the number of B/C groups {M.shape[1]}")
-    return M.transpose(2, 3).contiguous()
+    """The kernels' view of B/C: fixed (d, N) -> (1, d, 1, N); variable (b, N, L) -> (b, 1, L, N); grouped
+    (b, G, N, L) -> (b, G, L, N) (reference.common.bc_groups, positions before the state axis)."""
+    return bc_groups(M, dim).transpose(2, 3).contiguous()
 
 
 def scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,

@@ -23,9 +23,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from reference.common import compute_dtype
+
 
 def _prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit):
-    cd = torch.float64 if x.dtype == torch.float64 else torch.float32
+    cd = compute_dtype(x)
     heads, groups = x.shape[2], B.shape[2]
     if heads % groups:
         raise ValueError(f"{heads} heads are not divisible into {groups} B/C groups")

@@ -29,13 +29,17 @@ Backends behind one API:
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from reference import _cpu_scan
 from reference.common import bc_per_channel, compute_dtype
+
+OptTensor = Tensor | None
 
 Backend = Literal["auto", "sequential", "chunked", "mamba_ssm"]
 
@@ -43,20 +47,21 @@ DEFAULT_CHUNK = 64
 
 
 @functools.cache
-def _mamba_ssm_fn():
+def _mamba_ssm_fn() -> Callable[..., Any] | None:
     """mamba-ssm's CUDA selective scan, or None where it cannot import (always on a CPU-only machine)."""
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
     except Exception:  # ImportError, or its compiled extension failing without CUDA
         return None
-    return selective_scan_fn
+    fn: Callable[..., Any] = selective_scan_fn
+    return fn
 
 
 def mamba_ssm_available() -> bool:
     return torch.cuda.is_available() and _mamba_ssm_fn() is not None
 
 
-def resolve_backend(backend: Backend, u: torch.Tensor) -> str:
+def resolve_backend(backend: Backend, u: Tensor) -> str:
     """The backend that ``backend='auto'`` picks for these inputs: mamba_ssm on CUDA when importable, else chunked."""
     if backend != "auto":
         return backend
@@ -65,7 +70,8 @@ def resolve_backend(backend: Backend, u: torch.Tensor) -> str:
     return "chunked"
 
 
-def _prepare(u, delta, A, delta_bias, delta_softplus):
+def _prepare(u: Tensor, delta: Tensor, A: Tensor, delta_bias: OptTensor, delta_softplus: bool
+             ) -> tuple[torch.dtype, Tensor, Tensor, Tensor]:
     dt = compute_dtype(u)
     u_c = u.to(dt)
     delta_c = delta.to(dt)
@@ -76,14 +82,15 @@ def _prepare(u, delta, A, delta_bias, delta_softplus):
     return dt, u_c, delta_c, A.to(dt)
 
 
-def _finish(y, u_c, D, z, dtype_in):
+def _finish(y: Tensor, u_c: Tensor, D: OptTensor, z: OptTensor, dtype_in: torch.dtype) -> Tensor:
     out = y if D is None else y + u_c * D.to(y.dtype)[:, None]
     if z is not None:
         out = out * F.silu(z.to(y.dtype))
     return out.to(dtype_in)
 
 
-def _scan_sequential(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+def _scan_sequential(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: OptTensor, z: OptTensor,
+                     delta_bias: OptTensor, delta_softplus: bool) -> tuple[Tensor, Tensor]:
     dtype_in = u.dtype
     dt, u, delta, A = _prepare(u, delta, A, delta_bias, delta_softplus)
     batch, dim, L = u.shape
@@ -101,13 +108,14 @@ def _scan_sequential(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     return _finish(y, u, D, z, dtype_in), x
 
 
-def _time_major(M: torch.Tensor) -> torch.Tensor:
+def _time_major(M: Tensor) -> Tensor:
     """(b|1, 1|d, N, L|1) -> contiguous (L|1, b|1, 1|d, N); a fixed B/C's single position broadcasts over time."""
     return M.permute(3, 0, 1, 2).contiguous()
 
 
-def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=None, compiled=True,
-                  cpu_kernel=None):
+def _scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: OptTensor, z: OptTensor,
+                  delta_bias: OptTensor, delta_softplus: bool, chunk_size: int | None = None, compiled: bool = True,
+                  cpu_kernel: str | None = None) -> tuple[Tensor, Tensor]:
     """Chunk by chunk, time-major, in buffers sized to stay in cache.
 
     Inside a chunk of T positions everything but the recurrence is computed for all T positions at once: the
@@ -158,7 +166,8 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_siz
     return _finish(y.permute(1, 2, 0).contiguous(), u, D, z, dtype_in), x
 
 
-def _scan_mamba_ssm(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+def _scan_mamba_ssm(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: OptTensor, z: OptTensor,
+                    delta_bias: OptTensor, delta_softplus: bool) -> tuple[Tensor, Tensor]:
     fn = _mamba_ssm_fn()
     if fn is None or not u.is_cuda:
         raise RuntimeError("backend 'mamba_ssm' needs mamba-ssm installed (pip install '.[gpu]') and CUDA inputs")
@@ -170,7 +179,8 @@ def _scan_mamba_ssm(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     return out, last
 
 
-_BACKENDS = {"sequential": _scan_sequential, "chunked": _scan_chunked, "mamba_ssm": _scan_mamba_ssm}
+_BACKENDS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
+    "sequential": _scan_sequential, "chunked": _scan_chunked, "mamba_ssm": _scan_mamba_ssm}
 
 
 def selective_scan(
@@ -185,7 +195,7 @@ def selective_scan(
     delta_softplus: bool = False,
     return_last_state: bool = False,
     backend: Backend = "auto",
-):
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective scan with mamba-ssm ``selective_scan_ref`` semantics (see the module docstring for shapes).
 
     Returns out (b, d, L) in u's dtype, and last_state (b, d, N) in the compute dtype if ``return_last_state``.

@@ -24,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on a grading machine
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from autograder.feedback.roofline import roofline_figure
 
@@ -139,7 +140,9 @@ def score_histogram_png(scores: Sequence[float], max_score: float) -> bytes:
     ax.hist(scores, bins=bins, range=(0, top), color="#2563eb", edgecolor="white")
     ax.set_xlabel(f"score (out of {max_score:g})")
     ax.set_ylabel("submissions")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    locator = ax.yaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one: whole submissions only
+        locator.set_params(integer=True)
     ax.grid(True, axis="y", alpha=0.3)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -176,8 +179,6 @@ def check_figure(key: str) -> Callable[[FigureRenderer], FigureRenderer]:
 def check_figures(details: Mapping[str, Any]) -> tuple[Figure, ...]:
     """The figures of every registered key present in a failed check's details (untrusted numbers: each renderer
     validates its own entries; anything else in details is ignored)."""
-    if not isinstance(details, Mapping):
-        return ()
     out = [render(details) for key, render in CHECK_FIGURES.items() if key in details]
     return tuple(f for f in out if f is not None)
 

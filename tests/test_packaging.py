@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -38,7 +39,12 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with only the wheel installed; returns its bin folder."""
     tmp = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+    # From a clean copy: an in-tree build leaves build/lib behind, and a later wheel would ship stale modules from it.
+    src = tmp / "src"
+    junk = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+                                  ".hypothesis")
+    shutil.copytree(ROOT, src, ignore=junk)
+    _run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
           "--disable-pip-version-check", "-q", "-w", str(tmp / "dist")], cwd=tmp)
     (wheel,) = (tmp / "dist").glob("sparkgrade-*.whl")
     env_dir = tmp / "venv"

@@ -162,7 +162,7 @@ def roofline_png(records: Sequence[Any], profile: str) -> bytes:
 # ---------------------------------------------------------------------------------------------------------------
 # A failed check's figures: one renderer per details key, in the order they appear on the page.
 
-FigureRenderer = Callable[[Mapping[str, Any]], "Figure | None"]
+FigureRenderer = Callable[[Mapping[str, Any]], Figure | None]
 CHECK_FIGURES: dict[str, FigureRenderer] = {}
 
 
@@ -204,8 +204,9 @@ def _expert_load_figure(details: Mapping[str, Any]) -> Figure | None:
     if not load:
         return None
     ref = numbers(details.get("expert_load_reference"))  # drawn beside the student's bars, not on its own
+    ref = ref if ref and len(ref) == len(load) else None
     return Figure(
-        data_uri(expert_load_png(load, ref if ref and len(ref) == len(load) else None)),
+        data_uri(expert_load_png(load, ref)),
         "Tokens your router sent to each expert",
         "Tokens your router sent to each expert" + (", beside the reference router's" if ref else "")
         + ". The dashed line is a perfectly balanced load.",

@@ -41,8 +41,19 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# mypy is strict on autograder/ and reference/ (pyproject.toml). Until the modules other branches are rewriting have
+# landed, the gate covers reference/ and the engine modules already clean, named here; `make types-all` shows the
+# rest. The lead widens TYPED to autograder/ once it is clean.
+TYPED := reference autograder/errors.py autograder/paths.py autograder/records.py autograder/db/engine.py \
+	autograder/db/models.py autograder/feedback/render.py autograder/feedback/figures.py \
+	autograder/course/gradebook.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy --follow-imports=silent $(TYPED)
+
+types-all: $(STAMP)
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/scan_speed.py

@@ -262,6 +262,22 @@ def measure_generation(model, input_ids, new_tokens):
     return {"ttft_s": first - start, "decode_tok_s": decode, "peak_mem_bytes": int(mem.peak_bytes)}
 
 
+class needs:
+    """`with needs("f"):` runs a demo cell, or prints a skip note while f still raises NotImplementedError."""
+
+    def __init__(self, *names):
+        self.names = names
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is NotImplementedError:
+            print(f"skipped: implement {', '.join(self.names)} first")
+            return True
+        return False
+
+
 def snippet(*objects) -> str:
     """Source text of the named helpers, for a notebook's locked setup cell."""
     return "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)

@@ -22,6 +22,7 @@ import struct
 import subprocess
 import tempfile
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -277,6 +278,26 @@ def test_router_checks_get_expert_load_bars_when_the_check_kept_the_loads() -> N
     assert check_view(CheckResult("imbalance_metrics", "load_imbalance", 0, 2, "failed", "x", "",
                                   {"expert_load": "<script>"}), rubric).figures == ()
 
+
+
+def test_a_new_kind_of_figure_is_one_renderer_registered_in_the_figures_module(monkeypatch) -> None:
+    """The plugin keeps every bounded list of numbers a failed check raised; a renderer registered under its key is
+    all it takes for the page to draw it (no list of figure keys anywhere else)."""
+    from autograder.checks.api import plot_details
+    from autograder.feedback import figures
+
+    raised = {"output": "out", "max_abs_error": 2.0, "histogram": [3, 1, 4], "flag": [True, False],
+              "huge": [0.0] * 5000, "words": ["a"]}
+    kept = plot_details(raised)
+    assert kept == {"histogram": [3, 1, 4]}
+    check = CheckResult("lbl_single_layer", "load_balancing_loss", 0, 2, "failed", "wrong", "", kept)
+    rubric = load_rubric("lab-2.4.4-moe-router")
+    assert check_view(check, rubric).figures == ()  # no renderer for "histogram" yet
+    drawn = figures.Figure("data:image/png;base64,", "a histogram", "your histogram")
+    monkeypatch.setitem(figures.CHECK_FIGURES, "histogram",
+                        lambda d: drawn if figures.numbers(d.get("histogram")) else None)
+    assert check_view(check, rubric).figures == (drawn,)
+    assert check_view(replace(check, details={"histogram": "<script>"}), rubric).figures == ()
 
 # ---------------------------------------------------------------------------------------------------------------
 # In a browser

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import pytest
 import torch
 
-from autograder.checks.api import FIGURE_DETAILS, CheckFailed, Misconception, StudentError
+from autograder.checks.api import CheckFailed, Misconception, StudentError, plot_details
 from autograder.diagnosis import RecordedCall, diagnose
 from autograder.records import CheckResult
 from autograder.rubric import Rubric
@@ -166,7 +166,7 @@ class CheckPlugin:
             proxy = self._proxies.get(item.nodeid)
             diagnosis = diagnose(proxy.calls if proxy else [], self.misconceptions, self.tolerance, details)
             return CheckResult(cid, function, 0.0, max_points, "failed", _first_line(str(exc)) or "wrong answer",
-                               diagnosis, {k: v for k, v in details.items() if k in FIGURE_DETAILS})
+                               diagnosis, plot_details(details))
         # The check itself crashed: never the student's fault, always worth an instructor's look.
         text = f"{type(exc).__name__}: {exc}" if exc else str(report.longrepr)[-500:]
         self.grader_errors.append(f"{cid}: {text}")

@@ -77,5 +77,5 @@ def seconds_late(course_dir: Path, lab: str, student: str) -> float:
             return 0.0
     if due is None:
         return 0.0
-    late = (parse_utc(stamp_file.read_text().strip()) - due).total_seconds()
+    late = float((parse_utc(stamp_file.read_text().strip()) - due).total_seconds())
     return max(late, 0.0)

@@ -14,6 +14,7 @@ from typing import Any
 from autograder.db.store import atomic_write
 from autograder.diagnosis import NO_MATCH
 from autograder.feedback import figures
+from autograder.feedback.figures import Figure
 from autograder.feedback.notebook import NotebookView, clean_text, notebook_view
 from autograder.feedback.render import render
 from autograder.plausibility import (
@@ -40,13 +41,6 @@ STATUS_NOTES = {
     "timeout": "Your notebook ran out of time",
     "error": "Grading stopped with an error",
 }
-
-
-@dataclass(frozen=True)
-class Figure:
-    uri: str
-    alt: str
-    caption: str
 
 
 @dataclass(frozen=True)
@@ -95,29 +89,8 @@ def split_diagnosis(diagnosis: str) -> tuple[str, str]:
 
 
 def check_figures(check: CheckResult) -> tuple[Figure, ...]:
-    """Figures from the numbers a failed check kept for feedback (only those keys; the rest is ignored)."""
-    out: list[Figure] = []
-    details = check.details if isinstance(check.details, dict) else {}
-    profile = figures.numbers(details.get("error_profile"))
-    if profile:
-        out.append(Figure(
-            figures.data_uri(figures.error_profile_png(profile)),
-            "Your largest error against the reference at each position along the sequence",
-            "Your largest error against the reference at each position along the sequence. Wrong from the "
-            "first step: look at the update rule or the initial state. Small at first and growing: something "
-            "accumulates wrongly from one step to the next. Wrong at a few positions only: look at the edges "
-            "(the first or last step).",
-        ))
-    load = figures.numbers(details.get("expert_load"))
-    if load:
-        ref = figures.numbers(details.get("expert_load_reference"))
-        out.append(Figure(
-            figures.data_uri(figures.expert_load_png(load, ref if ref and len(ref) == len(load) else None)),
-            "Tokens your router sent to each expert",
-            "Tokens your router sent to each expert" + (", beside the reference router's" if ref else "")
-            + ". The dashed line is a perfectly balanced load.",
-        ))
-    return tuple(out)
+    """Figures from the numbers a failed check kept for feedback (the registry in autograder.feedback.figures)."""
+    return figures.check_figures(check.details if isinstance(check.details, dict) else {})
 
 
 def check_view(check: CheckResult, rubric: Rubric) -> CheckView:

@@ -4,9 +4,14 @@ the sandbox is stubbed where it is not the point (fast), and real where it is.""
 from __future__ import annotations
 
 import csv
+import functools
 import io
+from datetime import datetime
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autograder.records import CheckResult, Flag, GradeRecord
 
@@ -36,3 +41,260 @@ def test_exports_keep_negative_numbers_as_numbers():
     from autograder.course.export import cell
 
     assert cell(-1.5) == -1.5 and cell(-3) == -3 and cell("plain") == "plain"
+
+
+# -- the batch always finishes (item 1) -----------------------------------------------------------------------------
+
+SUM_CELL = "x = " + "+".join(["1"] * 100_000)  # ast.parse: RecursionError
+NESTED_CELL = "x = " + "-" * 100_000 + "1"  # ast.parse: MemoryError
+
+
+def test_cells_that_exhaust_the_parser_do_not_leave_the_intake():
+    import ast
+
+    import nbformat
+
+    from autograder.intake.cells import only_definitions
+    from autograder.intake.notebook import suspicious_code
+
+    for source, error in ((SUM_CELL, RecursionError), (NESTED_CELL, MemoryError)):
+        with pytest.raises(error):
+            ast.parse(source)  # the cases of the issue still exhaust Python's parser
+        assert only_definitions(source) is False
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        assert suspicious_code(nb, nbformat.v4.new_notebook()) == ()
+
+
+def _course(root: Path, students: dict[str, bytes], *, due: datetime | None = None) -> Path:
+    from toylab import LAB
+
+    course = root / "course"
+    (course / "submitted").mkdir(parents=True)
+    (course / "nbgrader_config.py").write_text("c = get_config()\n")
+    for student, data in students.items():
+        folder = course / "submitted" / student / LAB
+        folder.mkdir(parents=True)
+        (folder / f"{LAB}.ipynb").write_bytes(data)
+    if due is not None:
+        _gradebook(course, due)
+    return course
+
+
+_GRADEBOOKS: dict[datetime, bytes] = {}
+
+
+def _gradebook(course: Path, due: datetime) -> None:
+    """nbgrader's gradebook.db with the toy lab due at ``due``; built once (seconds), then copied."""
+    if due not in _GRADEBOOKS:
+        from nbgrader.api import Gradebook
+        from toylab import LAB
+
+        from autograder.course.gradebook import gradebook_url
+
+        with Gradebook(gradebook_url(course)) as gb:
+            gb.update_or_create_assignment(LAB, duedate=due)
+            gb.update_or_create_notebook(LAB, LAB)
+        _GRADEBOOKS[due] = (course / "gradebook.db").read_bytes()
+    (course / "gradebook.db").write_bytes(_GRADEBOOKS[due])
+
+
+def _stub_sandbox(monkeypatch, *, crash_for: str | None = None) -> list[str]:
+    """grade_submission's sandbox and checks replaced by a fast stand-in that still chooses the cells to run and
+    serialises the notebook (what the real step does with the submission's bytes before a sandbox starts)."""
+    import nbformat
+
+    from autograder import grading
+    from autograder.intake.cells import select_cells
+    from autograder.sandbox.calls import SandboxResult
+
+    seen: list[str] = []
+
+    def execute(sub, ctx, notebook, mode, seed, context):
+        seen.append(sub.student)
+        if sub.student == crash_for:
+            raise KeyError("a bug of the grader's")
+        select_cells(notebook, mode, ctx.rubric.setup_cells)
+        nbformat.writes(notebook)
+        run = SandboxResult("ok", None, "", None, 0.0, 0.0, True, False)
+        checks = [CheckResult(cid, spec.function, spec.points, spec.points, "passed")
+                  for cid, spec in ctx.rubric.checks.items()]
+        return run, None, checks, [], 0.0
+
+    monkeypatch.setattr(grading, "_execute_and_check", execute)
+    return seen
+
+
+@functools.cache
+def _good_notebook() -> bytes:
+    import tempfile
+
+    from toylab import notebook_bytes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return notebook_bytes(Path(tmp) / "ok.ipynb")
+
+
+def _good(tmp: Path | None = None) -> bytes:
+    return _good_notebook()
+
+
+def test_a_grader_bug_for_one_student_costs_no_other_and_is_called_a_grader_error(toy, tmp_path, monkeypatch):
+    from toylab import LAB
+
+    from autograder.batch import grade_course
+
+    _stub_sandbox(monkeypatch, crash_for="b")
+    course = _course(tmp_path, {s: _good(tmp_path) for s in "abc"})
+    records = {r.student: r for r in grade_course(course, LAB, no_sandbox=True, workers=1)}
+    assert sorted(records) == ["a", "b", "c"]
+    assert records["a"].status == records["c"].status == "graded" and records["a"].score == 4
+    assert records["b"].status == "error" and records["b"].reason.startswith("grader error while running")
+    assert "KeyError" in records["b"].reason and "\n" not in records["b"].reason
+
+
+def test_a_worker_that_raises_does_not_escape_run_local(toy, tmp_path, monkeypatch):
+    """The pool's fut.result() re-raised a worker's exception and `sparkgrade grade` exited 1 for everyone."""
+    from autograder import batch
+    from autograder.intake.submission import Submission
+
+    def boom(task, gpu=None):
+        raise RuntimeError("worker bug")
+
+    monkeypatch.setattr(batch, "run_task", boom)
+    from toylab import LAB
+
+    task = batch.GradeTask(Submission("s", LAB, b"{}"), "seed", None, no_sandbox=True)
+    (result,) = list(batch.run_local([task], 1))
+    assert result.record.status == "error" and "grader error" in result.record.reason
+    assert "RuntimeError: worker bug" in result.record.reason
+
+
+@pytest.mark.parametrize("stamp", [b"garbage", b"2026-13-45 99:99:99", b"\xff\xfe" * 50, b"9" * 5000,
+                                   b"2026-01-01 00:00:00 /etc/shadow", "symlink", "directory"])
+def test_a_garbage_or_planted_timestamp_is_a_flag_and_the_batch_goes_on(toy, tmp_path, monkeypatch, stamp):
+    from toylab import LAB
+
+    from autograder.batch import grade_course
+
+    _stub_sandbox(monkeypatch)
+    course = _course(tmp_path, {"bad": _good(tmp_path), "late": _good(tmp_path)}, due=datetime(2026, 1, 1))
+    folder = course / "submitted" / "bad" / LAB
+    if stamp == "symlink":
+        (folder / "timestamp.txt").symlink_to("/etc/passwd")
+    elif stamp == "directory":
+        (folder / "timestamp.txt").mkdir()
+    else:
+        (folder / "timestamp.txt").write_bytes(stamp)
+    (course / "submitted" / "late" / LAB / "timestamp.txt").write_text("2026-01-01 02:00:00.000000 UTC")
+    records = {r.student: r for r in grade_course(course, LAB, no_sandbox=True, workers=1)}
+    assert sorted(records) == ["bad", "late"]
+    (flag,) = [f for f in records["bad"].flags if f.kind == "timestamp"]
+    assert "timestamp.txt" in flag.message and "root:" not in flag.message
+    assert records["bad"].score == 4 and records["bad"].status == "graded"
+    assert [f.message for f in records["late"].flags if f.kind == "late"] == [
+        "submitted 2.0 h after the due date (nbgrader's late policy applies)"]
+
+
+def test_a_stored_invalid_record_is_not_retried_until_the_content_changes(toy, tmp_path, monkeypatch):
+    from toylab import LAB
+
+    from autograder.batch import grade_course
+
+    seen = _stub_sandbox(monkeypatch)
+    course = _course(tmp_path, {"a": _good(tmp_path), "b": b"{not a notebook"})
+    first = {r.student: r for r in grade_course(course, LAB, no_sandbox=True, workers=1)}
+    assert first["b"].status == "invalid" and seen == ["a"]
+    again = {r.student: r for r in grade_course(course, LAB, no_sandbox=True, workers=1)}
+    assert again["b"] == first["b"] and seen == ["a"]  # nothing regraded
+    (course / "submitted" / "b" / LAB / f"{LAB}.ipynb").write_bytes(_good(tmp_path))
+    grade_course(course, LAB, no_sandbox=True, workers=1)
+    assert seen == ["a", "b"]
+
+
+# What a submission folder may hold, generated: notebooks (valid ones with odd cells and metadata, deeply nested
+# JSON, random bytes), timestamps (dates, garbage, huge, links) and data files (bytes, links, folders).
+_json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+_metadata = st.recursive(_json_leaf, lambda inner: st.lists(inner, max_size=3)
+                         | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=12)
+_nbgrader_meta = st.fixed_dictionaries({}, optional={
+    "grade_id": st.sampled_from(["setup", "softmax", "clip_norm", "test_softmax", "x"]) | st.text(max_size=5),
+    "locked": st.booleans() | _json_leaf, "solution": st.booleans() | _json_leaf, "grade": st.booleans() | _json_leaf,
+    "points": _json_leaf})
+_sources = (st.text(max_size=200) | st.sampled_from([SUM_CELL, NESTED_CELL, "%%bash\nls", "import socket\n",
+                                                     "def softmax(x):\n    return x\n", "\0", "x = " + "[" * 300]))
+
+
+@st.composite
+def _notebooks(draw) -> bytes:
+    import json
+
+    import nbformat
+
+    kind = draw(st.sampled_from(["cells", "nested", "bytes", "json"]))
+    if kind == "nested":
+        depth = draw(st.integers(100, 200_000))
+        return b'{"cells": ' + b"[" * depth + b"]" * depth + b"}"
+    if kind == "bytes":
+        return draw(st.binary(max_size=300))
+    if kind == "json":
+        return json.dumps(draw(_metadata)).encode()
+    cells = []
+    for source, meta, code in draw(st.lists(st.tuples(_sources, _nbgrader_meta, st.booleans()), max_size=6)):
+        cell = nbformat.v4.new_code_cell(source) if code else nbformat.v4.new_markdown_cell(source)
+        cell.metadata["nbgrader"] = meta
+        cell.metadata["extra"] = draw(_metadata)
+        cells.append(cell)
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"x": draw(_metadata)})
+    return nbformat.writes(nb, version=4).encode()
+
+
+_stamps = st.none() | st.binary(max_size=64) | st.sampled_from(
+    [b"2026-01-02 00:00:00.000000 UTC", b"2025-12-31T23:00:00Z", b"9" * 3000, "symlink", "directory", "fifo"])
+_data = st.none() | st.binary(max_size=64) | st.sampled_from([b"[]", b"{}", b"[" * 5000, "symlink", "directory"])
+
+
+def _plant(folder: Path, name: str, what: bytes | str | None) -> None:
+    import os
+
+    path = folder / name
+    if what is None:
+        return
+    if what == "symlink":
+        path.symlink_to("/etc/passwd")
+    elif what == "directory":
+        path.mkdir()
+    elif what == "fifo":
+        os.mkfifo(path)
+    else:
+        assert isinstance(what, bytes)
+        path.write_bytes(what)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(st.tuples(_notebooks(), _stamps, _data), min_size=1, max_size=3))
+def test_every_generated_submission_gets_a_one_line_record_and_a_rerun_regrades_none(toy, monkeypatch, subs):
+    import tempfile
+
+    from toylab import LAB
+
+    from autograder import batch
+
+    seen = _stub_sandbox(monkeypatch)
+    with tempfile.TemporaryDirectory() as tmp:
+        students = {f"s{i}": nb for i, (nb, _, _) in enumerate(subs)}
+        course = _course(Path(tmp), students, due=datetime(2026, 1, 1))
+        for i, (_, stamp, data) in enumerate(subs):
+            folder = course / "submitted" / f"s{i}" / LAB
+            _plant(folder, "timestamp.txt", stamp)
+            _plant(folder, "benchmarks.json", data)
+        records = {r.student: r for r in batch.grade_course(course, LAB, no_sandbox=True, workers=1)}
+        assert sorted(records) == sorted(students)
+        for r in records.values():
+            assert r.status in ("graded", "invalid", "error")
+            assert "\n" not in r.reason and len(r.reason) <= 500
+            assert r.status == "graded" or r.reason
+            assert "grader error" not in r.reason, r.reason  # nothing generated here is the grader's fault
+        graded = len(seen)
+        again = {r.student: r for r in batch.grade_course(course, LAB, no_sandbox=True, workers=1)}
+        assert again == records and len(seen) == graded  # stored like any record: not retried

@@ -298,3 +298,128 @@ def test_every_generated_submission_gets_a_one_line_record_and_a_rerun_regrades_
         graded = len(seen)
         again = {r.student: r for r in batch.grade_course(course, LAB, no_sandbox=True, workers=1)}
         assert again == records and len(seen) == graded  # stored like any record: not retried
+
+
+@pytest.mark.slow
+def test_six_sandboxed_submissions_with_a_parser_exhausting_cell_all_get_records(toy, tmp_path):
+    """The issue's case end to end, in real sandboxes: one student's solution cell is `x = 1+1+...+1` (100,000
+    terms), another's a deeply nested expression, a third's timestamp.txt is garbage. Before, none of the six got a
+    record and `sparkgrade grade` exited 1."""
+    from toylab import LAB, SOLUTION_SOFTMAX, notebook_bytes
+
+    from autograder import cli
+    from autograder.db.store import CourseStore
+    from autograder.sandbox import check_sandbox_available
+
+    check_sandbox_available()
+    students = {f"s{i}": notebook_bytes(tmp_path / f"s{i}.ipynb") for i in range(4)}
+    students["sum"] = notebook_bytes(tmp_path / "sum.ipynb", softmax=SOLUTION_SOFTMAX + "\n" + SUM_CELL)
+    students["nested"] = notebook_bytes(tmp_path / "nested.ipynb", softmax=SOLUTION_SOFTMAX + "\n" + NESTED_CELL)
+    course = _course(tmp_path, students, due=datetime(2026, 1, 1))
+    (course / "submitted" / "s3" / LAB / "timestamp.txt").write_bytes(b"\x00garbage")
+    assert cli.main(["grade", str(course), LAB, "--workers", "1"]) == 0
+    records = {r.student: r for r in CourseStore(course).records(LAB)}
+    assert sorted(records) == sorted(students)
+    for student in ("s0", "s1", "s2", "s3"):
+        assert records[student].status == "graded" and records[student].score == 4, records[student]
+    assert [f.kind for f in records["s3"].flags] == ["timestamp"]
+    # The kernel meets the same cells: the nested one raises there (softmax is then undefined, clip_norm still
+    # earns its point); IPython spends the whole notebook_s on the 100,000-term sum (a timeout). Each is that
+    # student's own record, with a one-line reason.
+    assert records["nested"].status == "graded" and records["nested"].score == 1, records["nested"]
+    assert records["sum"].status in ("timeout", "graded") and "\n" not in records["sum"].reason
+
+
+# -- replies are the submission's responsibility (item 4) ----------------------------------------------------------
+
+def _call_folder(tmp_path: Path, out_json: bytes | None = None) -> tuple[int, str]:
+    import os
+
+    calls = tmp_path / "calls" / "c1"
+    calls.mkdir(parents=True)
+    if out_json is not None:
+        (calls / "out.json").write_bytes(out_json)
+    return os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY), "calls"
+
+
+def _node(depth: int) -> str:
+    return '{"t": "int", "v": 1}' if depth == 0 else '{"t": "list", "items": [' + _node(depth - 1) + "]}"
+
+
+@pytest.mark.parametrize("reply,expected", [
+    (b'{"result": ' + b'{"t": "list", "items": [' * 100_000 + b"]}" * 100_000 + b"}", "nested too deeply"),
+    (b'{"result": [' + b"[" * 50_000 + b"]" * 50_000 + b"]}", "nested too deeply"),
+    (b'{"result": {"t": "int", "v": 1' + b"0" * 5000 + b"}}", "not valid JSON"),
+    (b'{"result": {"t": "float", "v": 1' + b"0" * 400 + b"}}", "cannot be read back"),
+    (b'{"result": {"t": "none"}, "wall_s": 1' + b"0" * 400 + b"}", "cannot be read back"),
+    (b'{"result": {"t": "str", "v": "\xff\xfe"}}', "not valid JSON"),
+    (b'{"result": {"t": "str", "v": "' + b"\\\\" * 10 + b'[[[["}}', None),  # brackets inside strings don't count
+    (("{\"result\": " + _node(8) + "}").encode(), None),  # the deepest value the codec allows still decodes
+])
+def test_every_decode_error_of_a_reply_is_an_output_error_the_student_can_read(tmp_path, reply, expected):
+    from autograder.sandbox.codec import OutputError, read_call_outputs
+
+    work_fd, calls = _call_folder(tmp_path, reply)
+    if expected is None:
+        read_call_outputs(work_fd, calls, "c1", 1 << 26)
+        return
+    with pytest.raises(OutputError, match=expected):
+        read_call_outputs(work_fd, calls, "c1", 1 << 26)
+
+
+@pytest.mark.parametrize("which", ["calls", "call"])
+def test_a_call_folder_replaced_by_a_link_is_an_output_error(tmp_path, which):
+    import shutil
+
+    from autograder.sandbox.codec import OutputError, read_call_outputs
+
+    work_fd, calls = _call_folder(tmp_path, b'{"result": {"t": "none"}}')
+    target = tmp_path / "calls" if which == "calls" else tmp_path / "calls" / "c1"
+    shutil.rmtree(target)
+    target.symlink_to("/etc")
+    with pytest.raises(OutputError, match="removed or replaced"):
+        read_call_outputs(work_fd, calls, "c1", 1 << 26)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_60_mb_reply_of_empty_lists_leaves_the_workers_memory_where_it_was(tmp_path):
+    """Before: json.loads first, MAX_ITEMS after; the trusted worker grew from 0.3 to 1.6 GB."""
+    from autograder.sandbox.codec import OutputError, read_call_outputs
+
+    work_fd, calls = _call_folder(tmp_path)
+    with open(tmp_path / "calls" / "c1" / "out.json", "wb") as f:  # written in pieces: the test holds no 60 MB
+        f.write(b'{"result": {"t": "list", "items": [')
+        for _ in range(60):
+            f.write(b"[]," * 333_333 + b"[],")
+        f.write(b"[]]}}")
+    assert (tmp_path / "calls" / "c1" / "out.json").stat().st_size > 60_000_000
+    before = _rss_bytes()
+    with pytest.raises(OutputError, match="over the"):
+        read_call_outputs(work_fd, calls, "c1", 64 << 20)  # the sandbox's call_output_bytes default
+    after = _rss_bytes()
+    print(f"worker RSS before {before / 2**20:.1f} MiB, after {after / 2**20:.1f} MiB")
+    assert after - before < 50 << 20
+
+
+@pytest.mark.slow
+def test_a_call_folder_replaced_by_the_submission_fails_its_checks_not_the_grader(toy, tmp_path):
+    """Student code swaps the grader's call folder for a link: every later call fails with a message the student
+    can read, and nothing is reported as a grader error (it was NotADirectoryError out of the check)."""
+    from toylab import LAB, SOLUTION_SOFTMAX, notebook_bytes
+
+    from autograder.grading import grade_submission, load_lab
+    from autograder.intake.submission import Submission
+    from autograder.sandbox import check_sandbox_available
+
+    check_sandbox_available()
+    swap = SOLUTION_SOFTMAX + ("\nimport os, shutil\nshutil.rmtree('.sparkgrade-calls', ignore_errors=True)\n"
+                               "os.symlink('/etc', '.sparkgrade-calls')\n")
+    data = notebook_bytes(tmp_path / "swap.ipynb", softmax=swap)
+    record, _ = grade_submission(Submission("swap", LAB, data), load_lab(None, LAB), seed="fixed")
+    assert not [f for f in record.flags if f.kind == "grader-error"], record.flags
+    assert record.score == 0 and all(c.status == "error" for c in record.checks)
+    assert all("call folder" in c.message for c in record.checks), [c.message for c in record.checks]

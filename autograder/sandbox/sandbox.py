@@ -398,7 +398,12 @@ class Sandbox:
             except (TypeError, ValueError) as exc:
                 prepared.append((call_id, CallResult("error", error=f"bad call: {exc}", sandboxed=sandboxed)))
                 continue
-            self._write_inputs(call_id, spec, tensors)
+            try:
+                self._write_inputs(call_id, spec, tensors)
+            except OSError as exc:  # student code replaced the call folder (a link, a file): its own doing
+                why = f"the submission removed or replaced the grader's call folder ({exc.strerror})"
+                prepared.append((call_id, CallResult("error", error=why, sandboxed=sandboxed)))
+                continue
             timeout = float(call.timeout_s or self.limits.call_s)
             total_timeout += timeout + self.limits.interrupt_grace_s
             inside = bw.INSIDE_WORK if sandboxed else str(self.work_dir)

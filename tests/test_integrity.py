@@ -423,3 +423,111 @@ def test_a_call_folder_replaced_by_the_submission_fails_its_checks_not_the_grade
     assert not [f for f in record.flags if f.kind == "grader-error"], record.flags
     assert record.score == 0 and all(c.status == "error" for c in record.checks)
     assert all("call folder" in c.message for c in record.checks), [c.message for c in record.checks]
+
+
+# -- bounded time (item 2) -----------------------------------------------------------------------------------------
+
+class _FakeCaller:
+    """Stands in for the sandbox: each call takes ``wall_s`` and ends as ``status``; what was asked is kept."""
+
+    def __init__(self, status: str = "ok", wall_s: float = 0.0) -> None:
+        self.status, self.wall_s = status, wall_s
+        self.calls: list[tuple[str, float | None]] = []
+
+    def call(self, function, args=(), kwargs=None, *, timeout_s=None, device=None):
+        import time
+
+        import torch
+
+        from autograder.sandbox.calls import CallResult
+
+        self.calls.append((function, timeout_s))
+        time.sleep(self.wall_s)
+        if self.status != "ok":
+            return CallResult(self.status, error="stopped")
+        if function == "softmax":
+            return CallResult("ok", value=torch.softmax(args[0], -1))
+        return CallResult("ok", value=1.0)
+
+
+def _toy_rubric(**limits):
+    import yaml
+    from toylab import RUBRIC
+
+    from autograder.rubric import Rubric
+
+    data = yaml.safe_load(RUBRIC)
+    data["limits"].update(limits)
+    return Rubric.model_validate(data)
+
+
+def test_a_function_that_timed_out_is_not_called_again(toy):
+    from autograder.checks.plugin import SubmissionContext
+    from autograder.checks.runner import run_checks
+
+    caller = _FakeCaller("timeout")
+    results, grader_errors = run_checks(_toy_rubric(), caller, "seed", SubmissionContext("s", "lab"))
+    assert [f for f, _ in caller.calls].count("softmax") == 1  # two checks call softmax; only the first ran
+    by = {r.id: r for r in results}
+    assert by["softmax_rows"].message == "softmax did not return in time"
+    assert by["softmax_shape"].message == "softmax timed out earlier in this submission, so it was not called again"
+    assert by["clip_norm_value"].status == "error" and not grader_errors  # another function is still called
+
+
+def test_the_checks_budget_cuts_call_timeouts_and_fails_checks_past_it(toy):
+    from autograder.checks.plugin import SubmissionContext
+    from autograder.checks.runner import run_checks
+
+    caller = _FakeCaller("ok", wall_s=0.6)
+    results, _ = run_checks(_toy_rubric(checks_s=1.0, call_s=20), caller, "seed", SubmissionContext("s", "lab"))
+    timeouts = [t for _, t in caller.calls]
+    assert len(timeouts) == 2 and timeouts[0] <= 1.0 and timeouts[1] <= 0.5  # each cut to the time left
+    by = {r.id: r for r in results}
+    assert [r.status for r in results].count("passed") == 2
+    (late,) = [r for r in results if r.status != "passed"]
+    assert late.status == "error" and late.message == ("not run: this submission's checks used up their time "
+                                                       "budget (1 s)")
+    assert late.id in by
+
+
+def test_a_sandbox_gets_a_cpu_quota_from_its_cgroup():
+    from autograder.sandbox.cgroup import Cgroup
+
+    group = Cgroup.create(1 << 30, 64, cpus=0.5)
+    if group is None or group.cpu_quota is None:
+        pytest.skip("this host lets the grader create no cgroup with a cpu controller (the runner nices itself)")
+    try:
+        if group.version == 2:
+            assert (group.dirs[0] / "cpu.max").read_text().split() == ["50000", "100000"]
+        else:
+            cpu = group.dirs[2]
+            assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+            assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
+        assert len(group.procs_files()) == len(group.dirs)  # the launcher joins the cpu group too
+    finally:
+        group.remove()
+
+
+@pytest.mark.slow
+def test_a_hanging_function_costs_one_call_s_not_one_per_check(toy, tmp_path):
+    """`while True: pass` in softmax: the first check waits call_s (20 s in the toy rubric), the second fails at
+    once; before, every check that called it waited call_s in turn."""
+    from toylab import LAB, SOLUTION_SOFTMAX, notebook_bytes
+
+    from autograder.grading import grade_submission, load_lab
+    from autograder.intake.submission import Submission
+    from autograder.sandbox import check_sandbox_available
+
+    check_sandbox_available()
+    # Hangs on the checks' inputs only: the notebook's own visible test (a 1 x 2 input) must still run.
+    loop = "### BEGIN SOLUTION\n    while x.shape[0] != 1:\n        pass"
+    hang = SOLUTION_SOFTMAX.replace("### BEGIN SOLUTION", loop)
+    data = notebook_bytes(tmp_path / "hang.ipynb", softmax=hang)
+    ctx = load_lab(None, LAB)
+    record, _ = grade_submission(Submission("hang", LAB, data), ctx, seed="fixed")
+    by = {c.id: c for c in record.checks}
+    assert by["softmax_rows"].message == "softmax did not return in time"
+    assert "timed out earlier" in by["softmax_shape"].message
+    assert by["clip_norm_value"].status == "passed"
+    call_s = ctx.rubric.sandbox_limits.call_s
+    assert record.timings["checks_s"] < 2 * call_s, record.timings

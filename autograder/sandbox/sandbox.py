@@ -48,6 +48,7 @@ CALLS_DIR = ".sparkgrade-calls"
 MAX_LINE = 8 << 20  # longest protocol line we parse
 MAX_JUNK = 1 << 20  # bytes of foreign writes on the protocol pipe before we call it an output flood
 EXECUTED_NAME = "executed.ipynb"
+NICE_WITHOUT_QUOTA = 10  # a sandbox's scheduling priority where no cgroup CPU quota applies
 
 
 class _Died(Exception):
@@ -128,7 +129,7 @@ class Sandbox:
         bwrap = bw.check_sandbox_available()
         mounts = bw.Mounts(work_dir=self._root / "work", etc_dir=self._root / "etc", runner_dir=INSIDE_DIR,
                            python_dirs=bw.python_dirs(), models_dir=self._models_dir)
-        self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes)
+        self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes, self.limits.cpus)
         # Warm: CPU sandboxes on hosts with cgroups (a fork inherits the zygote's address space, so the
         # RLIMIT_AS fallback would count the libraries it shares; such hosts start cold).
         if self.warm and self.gpu is None and self._cgroup is not None and self._spawn_warm(mounts, env):
@@ -216,6 +217,8 @@ class Sandbox:
             "models_dir": models,
             "rlimits": rlimits,
             "limits_by_cgroup": self._cgroup is not None or not inside,
+            # Without a CPU quota the nearest equivalent is priority: the sandbox yields to the other workers.
+            "nice": NICE_WITHOUT_QUOTA if inside and (self._cgroup is None or self._cgroup.cpu_quota is None) else 0,
         }
 
     # -- the protocol channel -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.checks.plugin import SubmissionContext
-from autograder.checks.runner import run_checks
+from autograder.checks.runner import run_all_checks
 from autograder.intake import cells as execution
 from autograder.intake.cells import select_cells
 from autograder.intake.notebook import (
@@ -119,9 +119,11 @@ def _execute_and_check(sub: Submission, ctx: LabContext, notebook: nbformat.Note
         t_checks = time.perf_counter()
         if ctx.models_dir is not None:  # the checks load the same models in this (trusted) process
             os.environ["SPARKGRADE_MODELS_TRUSTED"] = str(ctx.models_dir)
-        checks, grader_errors = run_checks(rubric, sandbox, seed, context)
+        outcome = run_all_checks(rubric, sandbox, seed, context)
         checks_s = time.perf_counter() - t_checks
-    return run, executed, checks, grader_errors, checks_s
+    # What a person should see from the checks: the grader's own failures, and forbidden calls (rubric `forbid:`).
+    check_flags = [Flag("grader-error", err[:500]) for err in outcome.grader_errors] + outcome.flags
+    return run, executed, outcome.results, check_flags, checks_s
 
 
 def failed_record(sub: Submission, rubric: Rubric, seed: str, status: SubmissionStatus, reason: str, *,
@@ -188,12 +190,12 @@ def _grade(sub: Submission, ctx: LabContext, seed: str, t0: float,
     steps.append("running the notebook and its checks")
     context = SubmissionContext(sub.student, sub.lab, dict(sub.files), ctx.hardware,
                                 "cuda" if ctx.gpu is not None else "cpu")
-    run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, rubric.execute,
+    run, executed, checks, check_flags, checks_s = _execute_and_check(sub, ctx, repair.notebook, rubric.execute,
                                                                         seed, context)
     rerun_after_s = None
     if run is None:  # a definitions-only run lacked a name only the whole notebook defines: run it all
         rerun_after_s = time.perf_counter() - t0
-        run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, "all", seed,
+        run, executed, checks, check_flags, checks_s = _execute_and_check(sub, ctx, repair.notebook, "all", seed,
                                                                             context)
     assert run is not None
     status = "graded"
@@ -206,8 +208,7 @@ def _grade(sub: Submission, ctx: LabContext, seed: str, t0: float,
         elif not run.alive:
             status = "error"
     steps.append("scoring")
-    for err in grader_errors:
-        flags.append(Flag("grader-error", err[:500]))
+    flags += check_flags
     flags += benchmark_flags(sub.files.get("benchmarks.json"), ctx.hardware)
     score = round(sum(c.points for c in checks), 6)
     timings = {"sandbox_start_s": run.start_s, "notebook_s": run.run_s, "checks_s": checks_s,

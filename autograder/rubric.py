@@ -33,6 +33,16 @@ class CheckSpec(BaseModel):
     title: str = ""  # one learner-facing line: what the check is about
 
 
+class ForbidSpec(BaseModel):
+    """Callables a student function must not use (the lab exists so that students write them). They are traced
+    inside the sandbox while the function runs (sandbox/inside/harness.py). ``zero``: the function's checks score
+    nothing; ``flag``: the points stand and a person looks. Either way the record carries a forbidden-call flag."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    calls: list[str] = Field(min_length=1)  # dotted paths: "transformers.models.mixtral.modeling_mixtral.load_..."
+    policy: Literal["zero", "flag"] = "zero"
+
+
 class Rubric(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     lab: str
@@ -47,6 +57,7 @@ class Rubric(BaseModel):
     models: list[str] = Field(default_factory=list)  # tiny models the checks use beyond those the notebook names
     tolerances: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     checks: dict[str, CheckSpec]
+    forbid: dict[str, ForbidSpec] = Field(default_factory=dict)  # student function -> what it must not call
 
     @property
     def max_score(self) -> float:

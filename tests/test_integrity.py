@@ -531,3 +531,89 @@ def test_a_hanging_function_costs_one_call_s_not_one_per_check(toy, tmp_path):
     assert by["clip_norm_value"].status == "passed"
     call_s = ctx.rubric.sandbox_limits.call_s
     assert record.timings["checks_s"] < 2 * call_s, record.timings
+
+
+# -- forbid: calls a rubric forbids, traced inside the sandbox (item 5) ---------------------------------------------
+
+LBL_LAB = "lab-2.4.4-moe-router"
+LBL_CHECKS = ["lbl_single_layer", "lbl_pooled_layers", "lbl_attention_mask", "lbl_all_but_one_masked",
+              "lbl_balanced_scale"]
+# Bound before the call (`from ... import`): wrapping the module attribute would not see it; tracing does.
+LBL_CALLS_TRANSFORMERS = """
+import torch
+from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func as _lbl
+
+def load_balancing_loss(gate_logits, num_experts, top_k, attention_mask=None):
+    layers = (gate_logits,) if isinstance(gate_logits, torch.Tensor) else tuple(gate_logits)
+    return _lbl(layers, num_experts, top_k, attention_mask)
+"""
+
+
+def _rubric_with_policy(policy: str):
+    from autograder.rubric import Rubric, load_rubric
+
+    data = load_rubric(LBL_LAB).model_dump()
+    data["forbid"]["load_balancing_loss"]["policy"] = policy
+    return Rubric.model_validate(data)
+
+
+@pytest.mark.slow
+def test_load_balancing_loss_calling_transformers_scores_zero_under_zero_and_is_flagged_under_flag():
+    import nbformat
+
+    from assignments.labs.lab_2_4_4 import LOAD_BALANCING
+    from autograder.checks.plugin import SubmissionContext
+    from autograder.checks.runner import run_all_checks
+    from autograder.sandbox import Sandbox, check_sandbox_available
+
+    check_sandbox_available()
+
+    def notebook(source: str) -> bytes:
+        return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])).encode()
+
+    context = SubmissionContext("s", LBL_LAB)
+    with Sandbox(notebook(LBL_CALLS_TRANSFORMERS)) as sandbox:
+        assert sandbox.run().status == "ok"
+        zero = run_all_checks(_rubric_with_policy("zero"), sandbox, "seed", context, LBL_CHECKS)
+        flag = run_all_checks(_rubric_with_policy("flag"), sandbox, "seed", context, LBL_CHECKS)
+    assert all(r.points == 0 and r.status == "failed" for r in zero.results), zero.results
+    assert "load_balancing_loss_func" in zero.results[0].message and "forbids" in zero.results[0].message
+    (z,) = zero.flags
+    assert z.kind == "forbidden-call" and "modeling_mixtral.load_balancing_loss_func" in z.message
+    (f,) = flag.flags
+    assert f.kind == "forbidden-call" and "for review" in f.message
+    assert sum(r.points for r in flag.results) > 0  # the points stand under "flag": a person decides
+    # The course's own answer trips nothing.
+    answer = "import torch\n" + "\n".join(line for line in LOAD_BALANCING.splitlines() if "SOLUTION" not in line)
+    with Sandbox(notebook(answer)) as sandbox:
+        assert sandbox.run().status == "ok"
+        own = run_all_checks(_rubric_with_policy("zero"), sandbox, "seed", context, LBL_CHECKS)
+    assert not own.flags and all(r.status == "passed" for r in own.results), own.results
+
+
+def test_a_forbidden_call_reported_from_inside_zeroes_only_that_function(toy):
+    """The grader's side of the policy, with the sandbox stubbed: what the harness reports is applied per function,
+    and a caller that reports nothing (no forbid for the function) is never asked to trace."""
+    from autograder.checks.plugin import SubmissionContext
+    from autograder.checks.runner import run_all_checks
+    from autograder.rubric import Rubric
+    from autograder.sandbox.calls import CallResult
+
+    asked: list[tuple[str, tuple[str, ...]]] = []
+
+    class Reporting(_FakeCaller):
+        """Reports the forbidden call the harness would have seen, when asked to trace one."""
+
+        def call(self, function, args=(), kwargs=None, *, timeout_s=None, device=None, forbid=()):
+            asked.append((function, tuple(forbid)))
+            result = super().call(function, args, kwargs, timeout_s=timeout_s, device=device)
+            return CallResult("ok", value=result.value, forbidden=tuple(forbid))
+
+    rubric = Rubric.model_validate({**_toy_rubric().model_dump(), "forbid": {"softmax": {"calls": ["torch.softmax"]}}})
+    caller = Reporting()
+    outcome = run_all_checks(rubric, caller, "seed", SubmissionContext("s", "lab"))
+    by = {r.id: r for r in outcome.results}
+    assert by["softmax_rows"].points == by["softmax_shape"].points == 0
+    assert by["clip_norm_value"].status == "passed" and by["clip_norm_value"].points == 1
+    assert [f.kind for f in outcome.flags] == ["forbidden-call"]
+    assert sorted(set(asked)) == [("clip_norm", ()), ("softmax", ("torch.softmax",))]

@@ -28,8 +28,11 @@ from autograder.rubric import Rubric
 
 
 class Caller(Protocol):
+    """The sandbox (or a stand-in). ``forbid`` is passed only when the rubric forbids calls in the function; the
+    result's ``forbidden`` says which of them ran."""
+
     def call(self, function: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, *,
-             timeout_s: float | None = None, device: str | None = None) -> Any: ...
+             timeout_s: float | None = None, device: str | None = None, forbid: Sequence[str] = ()) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,14 @@ class CallBudget:
 class StudentProxy:
     """Attribute access gives a function that calls into the sandbox; every call is recorded for diagnosis."""
 
-    def __init__(self, caller: Caller, device: str, budget: CallBudget | None = None) -> None:
+    def __init__(self, caller: Caller, device: str, budget: CallBudget | None = None,
+                 forbid: dict[str, tuple[str, ...]] | None = None,
+                 forbidden: dict[str, list[str]] | None = None) -> None:
         self._caller = caller
         self._device = device
         self._budget = budget
+        self._forbid = forbid or {}  # function -> dotted names the harness traces during its calls
+        self.forbidden = forbidden if forbidden is not None else {}  # function -> names it was seen calling
         self.calls: list[RecordedCall] = []
 
     def gradients(self, function: str, *args: Any, wrt: Sequence[int], grad_output: torch.Tensor,
@@ -101,10 +108,15 @@ class StudentProxy:
         def call(*args: Any, _timeout_s: float | None = None, **kwargs: Any) -> Any:
             budget = self._budget
             timeout_s = budget.timeout_for(function, _timeout_s) if budget is not None else _timeout_s
+            extra = {"forbid": self._forbid[function]} if self._forbid.get(function) else {}
             result = self._caller.call(function, args, kwargs, timeout_s=timeout_s,
-                                       device=None if self._device == "cpu" else self._device)
+                                       device=None if self._device == "cpu" else self._device, **extra)
             if result.status == "timeout" and budget is not None:
                 budget.timed_out.add(function)
+            for name in getattr(result, "forbidden", ()) if extra else ():
+                seen = self.forbidden.setdefault(function, [])
+                if name not in seen:
+                    seen.append(name)
             if result.status != "ok":
                 what = {"error": f"{function} raised {result.error}",
                         "timeout": f"{function} did not return in time",
@@ -139,6 +151,8 @@ class CheckPlugin:
         self._proxies: dict[str, StudentProxy] = {}
         limits = rubric.sandbox_limits
         self.budget = CallBudget.start(limits.call_s, limits.checks_s)
+        self.forbid = {f: tuple(spec.calls) for f, spec in rubric.forbid.items()}
+        self.forbidden: dict[str, list[str]] = {}  # shared by every proxy: function -> forbidden names it called
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         return self._rubric.tolerance(str(dtype).removeprefix("torch."))
@@ -146,7 +160,7 @@ class CheckPlugin:
     # -- fixtures ---------------------------------------------------------------------------------------------
     @pytest.fixture
     def student(self, request: pytest.FixtureRequest) -> StudentProxy:
-        proxy = StudentProxy(self.caller, self.context.device, self.budget)
+        proxy = StudentProxy(self.caller, self.context.device, self.budget, self.forbid, self.forbidden)
         self._proxies[request.node.nodeid] = proxy
         return proxy
 

@@ -116,6 +116,8 @@ _PROBES = {
 }
 _INTROSPECTION = {("inspect", "stack"), ("sys", "_getframe"), ("gc", "get_objects"), ("gc", "get_referrers"),
                   ("inspect", "currentframe")}
+# The harness traces forbidden calls with a profile hook (rubric `forbid:`); code that sets its own hides from it.
+_TRACERS = {("sys", "setprofile"), ("sys", "settrace"), ("threading", "setprofile")}
 
 
 def _dotted(node: ast.AST) -> str:
@@ -157,6 +159,8 @@ def suspicious_code(nb: nbformat.NotebookNode, source: nbformat.NotebookNode) ->
                 pair = tuple(name.split(".")[-2:])
                 if pair in _INTROSPECTION:
                     findings.append(f"cell {index}: uses {name} (searching the caller's frames or the heap)")
+                elif pair in _TRACERS:
+                    findings.append(f"cell {index}: uses {name} (replacing the grader's call tracer)")
                 elif name in ("os.environ", "os.getenv"):
                     findings.append(f"cell {index}: reads the environment ({name})")
     unique = list(dict.fromkeys(findings))

@@ -37,8 +37,10 @@ class OutputError(ValueError):
     """The sandbox returned something that is not a well-formed, bounded output."""
 
 
-def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], device: str | None) -> tuple[bytes, bytes]:
-    """Returns (in.json bytes, in.safetensors bytes) for one call."""
+def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], device: str | None,
+                forbid: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+    """Returns (in.json bytes, in.safetensors bytes) for one call; ``forbid`` names the callables the harness
+    traces while the function runs."""
     tensors: dict[str, torch.Tensor] = {}
 
     def enc(v: Any, depth: int) -> dict[str, Any]:
@@ -75,6 +77,8 @@ def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], device: str | Non
         "kwargs": {str(k): enc(a, 0) for k, a in kwargs.items()},
         "device": device,
     }
+    if forbid:
+        spec["forbid"] = [str(n) for n in forbid]
     return json.dumps(spec).encode(), (save_safetensors(tensors) if tensors else b"")
 
 
@@ -122,6 +126,22 @@ def json_depth(data: bytes) -> int:
     if not opens.any():
         return 0
     return int(np.cumsum(opens.astype(np.int32) - closes.astype(np.int32)).max())
+
+
+MAX_FORBIDDEN = 32
+
+
+def forbidden_calls(spec_bytes: bytes) -> tuple[str, ...]:
+    """The names the harness reported as called among the call's forbidden ones (out.json's "forbidden"), read as
+    untrusted: strings only, at most MAX_FORBIDDEN of at most 200 characters. decode_outputs has checked the
+    file's size and depth already."""
+    try:
+        names = json.loads(spec_bytes).get("forbidden")
+    except (ValueError, RecursionError, AttributeError):
+        return ()
+    if not isinstance(names, list):
+        return ()
+    return tuple(n[:200] for n in names[:MAX_FORBIDDEN] if isinstance(n, str))
 
 
 def decode_outputs(spec_bytes: bytes, tensor_bytes: bytes | None) -> tuple[Any, float]:
@@ -218,6 +238,12 @@ def write_call_inputs(work_fd: int, calls_dir: str, call_id: str, spec: bytes, t
 
 
 def read_call_outputs(work_fd: int, calls_dir: str, call_id: str, limit: int) -> tuple[Any, float]:
+    value, wall_s, _ = read_call_reply(work_fd, calls_dir, call_id, limit)
+    return value, wall_s
+
+
+def read_call_reply(work_fd: int, calls_dir: str, call_id: str,
+                    limit: int) -> tuple[Any, float, tuple[str, ...]]:
     """(value, wall_s) from one call's out.json (+ out.safetensors): files opened without following links, capped
     in bytes before they are read (out.json at MAX_JSON_BYTES), then decoded as hostile data (decode_outputs).
     Raises OutputError only: a call folder the submission replaced by a link or a file is its own doing."""
@@ -238,7 +264,8 @@ def read_call_outputs(work_fd: int, calls_dir: str, call_id: str, limit: int) ->
         os.close(call_fd)
     if spec is None:
         raise OutputError("the call wrote no out.json")
-    return decode_outputs(spec, tensors)
+    value, wall_s = decode_outputs(spec, tensors)
+    return value, wall_s, forbidden_calls(spec)
 
 
 def as_number(value: Any) -> float:

@@ -37,7 +37,7 @@ from autograder.sandbox.codec import (
     encode_call,
     open_dir,
     read_bounded,
-    read_call_outputs,
+    read_call_reply,
     write_call_inputs,
 )
 from autograder.sandbox.limits import Limits
@@ -378,9 +378,11 @@ class Sandbox:
         *,
         timeout_s: float | None = None,
         device: str | None = None,
+        forbid: Sequence[str] = (),
     ) -> CallResult:
-        """Call the student's ``function(*args, **kwargs)`` inside the kernel."""
-        return self.call_many([Call(function, tuple(args), dict(kwargs or {}), timeout_s, device)])[0]
+        """Call the student's ``function(*args, **kwargs)`` inside the kernel; ``forbid`` names callables whose use
+        during the call is reported in ``CallResult.forbidden``."""
+        return self.call_many([Call(function, tuple(args), dict(kwargs or {}), timeout_s, device, tuple(forbid))])[0]
 
     def call_many(self, calls: Sequence[Call]) -> list[CallResult]:
         """Several calls in one round trip, run in order; a call that kills the kernel fails the rest."""
@@ -397,7 +399,7 @@ class Sandbox:
         for call in calls:
             call_id = secrets.token_hex(12)
             try:
-                spec, tensors = encode_call(call.args, call.kwargs, call.device)
+                spec, tensors = encode_call(call.args, call.kwargs, call.device, call.forbid)
             except (TypeError, ValueError) as exc:
                 prepared.append((call_id, CallResult("error", error=f"bad call: {exc}", sandboxed=sandboxed)))
                 continue
@@ -460,11 +462,11 @@ class Sandbox:
         assert self._work_fd is not None
         limit = self.limits.call_output_bytes
         try:
-            value, wall_s = read_call_outputs(self._work_fd, CALLS_DIR, call_id, limit)
+            value, wall_s, forbidden = read_call_reply(self._work_fd, CALLS_DIR, call_id, limit)
         except (OutputError, OSError) as exc:
             common["error"] = f"rejected output: {exc}"
             return CallResult("error", **common)
-        return CallResult("ok", value=value, wall_s=wall_s, **common)
+        return CallResult("ok", value=value, wall_s=wall_s, forbidden=forbidden, **common)
 
     # -- teardown ------------------------------------------------------------------------------------------------
 

@@ -617,3 +617,47 @@ def test_a_forbidden_call_reported_from_inside_zeroes_only_that_function(toy):
     assert by["clip_norm_value"].status == "passed" and by["clip_norm_value"].points == 1
     assert [f.kind for f in outcome.flags] == ["forbidden-call"]
     assert sorted(set(asked)) == [("clip_norm", ()), ("softmax", ("torch.softmax",))]
+
+
+# -- the sandbox is nobody on the host (item 3) -----------------------------------------------------------------------
+
+def _host_uid_of(uid_map: str, inside_uid: int) -> int:
+    for line in uid_map.splitlines():
+        inside, host, count = (int(x) for x in line.split())
+        if inside <= inside_uid < inside + count:
+            return host + inside_uid - inside
+    raise AssertionError(f"uid {inside_uid} is not mapped: {uid_map!r}")
+
+
+@pytest.mark.slow
+def test_a_warm_sandbox_of_a_root_grader_runs_as_an_unprivileged_host_uid():
+    """Read inside, by a notebook cell and by a call: the sandbox's uid maps onto a host uid that is neither 0 nor
+    the grader's, and the work folder is that uid's alone; files the grader writes and reads back still work."""
+    import json
+    import os
+
+    import nbformat
+
+    from autograder.sandbox import Sandbox, check_sandbox_available
+    from autograder.sandbox import zygote as zg
+
+    check_sandbox_available()
+    if os.geteuid() != 0:
+        pytest.skip("the grader is not root: the sandbox maps onto the grader's own uid, nobody special on the host")
+    source = ("import os, json\ndef ids():\n    return open('/proc/self/uid_map').read(), os.getuid()\n"
+              "print(json.dumps(ids()))\nopen('/submission/written.txt', 'w').write('inside')")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    with Sandbox(nbformat.writes(nb).encode(), warm=True) as sandbox:
+        run = sandbox.run()
+        if not sandbox.timings.get("warm_start"):
+            pytest.skip(f"no warm start on this host ({zg.__name__}: cgroups or namespaces unavailable)")
+        assert run.status == "ok", run.detail
+        printed = json.loads(nbformat.reads(run.notebook.decode(), 4).cells[0].outputs[0]["text"])
+        called = sandbox.call("ids")
+        assert called.ok, called.error
+        for uid_map, uid in (printed, called.value):
+            host = _host_uid_of(uid_map, uid)
+            assert host not in (0, os.geteuid()), uid_map
+        work = sandbox.work_dir
+        assert work.stat().st_uid == host and work.stat().st_mode & 0o077 == 0  # writable for that uid only
+        assert (work / "written.txt").read_text() == "inside"  # the grader reads back what the sandbox wrote

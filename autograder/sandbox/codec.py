@@ -217,12 +217,16 @@ def _decode(spec_bytes: bytes, tensor_bytes: bytes | None) -> tuple[Any, float]:
     return value, wall_s
 
 
-def write_call_inputs(work_fd: int, calls_dir: str, call_id: str, spec: bytes, tensors: bytes) -> None:
-    """in.json (+ in.safetensors) into a fresh folder for one call, created without following links."""
+def write_call_inputs(work_fd: int, calls_dir: str, call_id: str, spec: bytes, tensors: bytes,
+                      owner: int | None = None) -> None:
+    """in.json (+ in.safetensors) into a fresh folder for one call, created without following links; ``owner``:
+    the sandbox's host uid, which writes the reply into that folder."""
     calls_fd = open_dir(calls_dir, work_fd)
     try:
         os.mkdir(call_id, mode=0o755, dir_fd=calls_fd)
         call_fd = open_dir(call_id, calls_fd)
+        if owner is not None:
+            os.fchown(call_fd, owner, owner)
         try:
             for name, data in (("in.json", spec), ("in.safetensors", tensors)):
                 if name == "in.safetensors" and not data:

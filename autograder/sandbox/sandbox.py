@@ -94,6 +94,7 @@ class Sandbox:
         self._dead: _Died | None = None
         self._alive = False
         self._next_id = 0
+        self._host_id: int | None = None  # the host uid that owns the work folder (warm start as root)
         self.result: SandboxResult | None = None
         self.timings: dict[str, float] = {}
 
@@ -167,20 +168,37 @@ class Sandbox:
         assert self._root is not None
         newroot = self._root / "root"
         newroot.mkdir()
+        host_id = bw.sandbox_host_id()
         spec = zygote.sandbox_spec(mounts, env, tmp_bytes=self.limits.tmp_bytes, newroot=newroot,
-                                   rlimits=self._rlimits())
+                                   rlimits=self._rlimits(), host_id=host_id)
         procs = self._cgroup.procs_files() if self._cgroup is not None else []
+        if host_id is not None:
+            self._give_work_dir(host_id)
         try:
             self._proc = zygote.get(self.limits.threads).spawn(spec, procs, timeout_s=self.limits.startup_s)
         except zygote.ZygoteOff:
+            self._give_work_dir(None)
             return False
         except zygote.ZygoteError as exc:
+            self._give_work_dir(None)
             zygote.mark_broken(str(exc))  # this host cannot do it: the rest of this process starts cold
             sys.stderr.write(f"sparkgrade: warm start unavailable, starting sandboxes cold: {exc}\n")
             return False
         self.timings["warm_start"] = 1.0
         self._start_protocol()
         return True
+
+    def _give_work_dir(self, host_id: int | None) -> None:
+        """The work folder (and what the grader put in it) owned by the sandbox's host uid, writable for it only
+        (0700; the grader, root, still reads and writes it); None gives it back to us, for a cold start."""
+        assert self._root is not None
+        owner = host_id if host_id is not None else os.geteuid()
+        work = self._root / "work"
+        for path in (work, *work.rglob("*")):
+            if not path.is_symlink():
+                os.chown(path, owner, owner)
+        work.chmod(0o700 if host_id is not None else 0o755)
+        self._host_id = host_id
 
     def _start_protocol(self) -> None:
         threading.Thread(target=self._read_stdout, daemon=True).start()
@@ -443,7 +461,7 @@ class Sandbox:
 
     def _write_inputs(self, call_id: str, spec: bytes, tensors: bytes) -> None:
         assert self._work_fd is not None
-        write_call_inputs(self._work_fd, CALLS_DIR, call_id, spec, tensors)
+        write_call_inputs(self._work_fd, CALLS_DIR, call_id, spec, tensors, owner=self._host_id)
 
     def _collect(self, call_id: str, reply: dict[str, Any]) -> CallResult:
         sandboxed = not self.no_sandbox

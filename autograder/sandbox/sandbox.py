@@ -48,7 +48,7 @@ CALLS_DIR = ".sparkgrade-calls"
 MAX_LINE = 8 << 20  # longest protocol line we parse
 MAX_JUNK = 1 << 20  # bytes of foreign writes on the protocol pipe before we call it an output flood
 EXECUTED_NAME = "executed.ipynb"
-NICE_WITHOUT_QUOTA = 10  # a sandbox's scheduling priority where no cgroup CPU quota applies
+NICE_WITHOUT_QUOTA = 10  # without a cgroup CPU quota, the nearest equivalent: the sandbox yields to other workers
 
 
 class _Died(Exception):
@@ -172,33 +172,22 @@ class Sandbox:
         spec = zygote.sandbox_spec(mounts, env, tmp_bytes=self.limits.tmp_bytes, newroot=newroot,
                                    rlimits=self._rlimits(), host_id=host_id)
         procs = self._cgroup.procs_files() if self._cgroup is not None else []
+        self._host_id = host_id
         if host_id is not None:
-            self._give_work_dir(host_id)
+            bw.give_work_dir(self._root / "work", host_id)
         try:
             self._proc = zygote.get(self.limits.threads).spawn(spec, procs, timeout_s=self.limits.startup_s)
-        except zygote.ZygoteOff:
-            self._give_work_dir(None)
-            return False
-        except zygote.ZygoteError as exc:
-            self._give_work_dir(None)
-            zygote.mark_broken(str(exc))  # this host cannot do it: the rest of this process starts cold
-            sys.stderr.write(f"sparkgrade: warm start unavailable, starting sandboxes cold: {exc}\n")
+        except (zygote.ZygoteOff, zygote.ZygoteError) as exc:
+            if host_id is not None:  # a cold start runs as our own uid: the folder goes back to us
+                bw.give_work_dir(self._root / "work", None)
+                self._host_id = None
+            if isinstance(exc, zygote.ZygoteError):
+                zygote.mark_broken(str(exc))  # this host cannot do it: the rest of this process starts cold
+                sys.stderr.write(f"sparkgrade: warm start unavailable, starting sandboxes cold: {exc}\n")
             return False
         self.timings["warm_start"] = 1.0
         self._start_protocol()
         return True
-
-    def _give_work_dir(self, host_id: int | None) -> None:
-        """The work folder (and what the grader put in it) owned by the sandbox's host uid, writable for it only
-        (0700; the grader, root, still reads and writes it); None gives it back to us, for a cold start."""
-        assert self._root is not None
-        owner = host_id if host_id is not None else os.geteuid()
-        work = self._root / "work"
-        for path in (work, *work.rglob("*")):
-            if not path.is_symlink():
-                os.chown(path, owner, owner)
-        work.chmod(0o700 if host_id is not None else 0o755)
-        self._host_id = host_id
 
     def _start_protocol(self) -> None:
         threading.Thread(target=self._read_stdout, daemon=True).start()
@@ -235,7 +224,6 @@ class Sandbox:
             "models_dir": models,
             "rlimits": rlimits,
             "limits_by_cgroup": self._cgroup is not None or not inside,
-            # Without a CPU quota the nearest equivalent is priority: the sandbox yields to the other workers.
             "nice": NICE_WITHOUT_QUOTA if inside and (self._cgroup is None or self._cgroup.cpu_quota is None) else 0,
         }
 
@@ -398,8 +386,7 @@ class Sandbox:
         device: str | None = None,
         forbid: Sequence[str] = (),
     ) -> CallResult:
-        """Call the student's ``function(*args, **kwargs)`` inside the kernel; ``forbid`` names callables whose use
-        during the call is reported in ``CallResult.forbidden``."""
+        """Call the student's ``function(*args, **kwargs)`` inside the kernel; ``forbid``: see CallResult.forbidden."""
         return self.call_many([Call(function, tuple(args), dict(kwargs or {}), timeout_s, device, tuple(forbid))])[0]
 
     def call_many(self, calls: Sequence[Call]) -> list[CallResult]:
@@ -422,7 +409,7 @@ class Sandbox:
                 prepared.append((call_id, CallResult("error", error=f"bad call: {exc}", sandboxed=sandboxed)))
                 continue
             try:
-                self._write_inputs(call_id, spec, tensors)
+                write_call_inputs(self._work_fd, CALLS_DIR, call_id, spec, tensors, owner=self._host_id)
             except OSError as exc:  # student code replaced the call folder (a link, a file): its own doing
                 why = f"the submission removed or replaced the grader's call folder ({exc.strerror})"
                 prepared.append((call_id, CallResult("error", error=why, sandboxed=sandboxed)))
@@ -458,10 +445,6 @@ class Sandbox:
             reply = next(it, {"status": "died", "error": "no reply from the sandbox"})
             results.append(self._collect(call_id, reply if isinstance(reply, dict) else {}))
         return results
-
-    def _write_inputs(self, call_id: str, spec: bytes, tensors: bytes) -> None:
-        assert self._work_fd is not None
-        write_call_inputs(self._work_fd, CALLS_DIR, call_id, spec, tensors, owner=self._host_id)
 
     def _collect(self, call_id: str, reply: dict[str, Any]) -> CallResult:
         sandboxed = not self.no_sandbox

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from autograder.course.gradebook import seconds_late, sync_record
+from autograder.course.gradebook import BadTimestamp, seconds_late, sync_record
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
-from autograder.grading import LabContext, grade_submission, load_lab
+from autograder.grading import LabContext, failed_record, grade_submission, grader_error, load_lab
 from autograder.intake.submission import Submission, find_submissions, read_submission_folder
 from autograder.records import Flag, GradeRecord
 from autograder.sandbox import check_sandbox_available
@@ -75,6 +75,24 @@ def run_task(task: GradeTask, gpu: int | None = None) -> TaskResult:
     ctx = _context(task.submission.lab, task.course_dir, task.no_sandbox, task.hardware, gpu)
     record, executed = grade_submission(task.submission, ctx, task.seed)
     return TaskResult(task, record, executed)
+
+
+def _lost(task: GradeTask, exc: BaseException) -> TaskResult:
+    """A task whose worker failed (a grader bug outside grade_submission, a worker killed by the kernel's OOM
+    killer, a lost Dask worker): that student gets an error record saying so; the batch goes on."""
+    from autograder.rubric import load_rubric
+
+    rubric = load_rubric(task.submission.lab)
+    record = failed_record(task.submission, rubric, task.seed, "error", grader_error("running the task", exc),
+                           sandboxed=not task.no_sandbox)
+    return TaskResult(task, record, None)
+
+
+def _safe_run_task(task: GradeTask, gpu: int | None) -> TaskResult:
+    try:
+        return run_task(task, gpu)
+    except Exception as exc:
+        return _lost(task, exc)
 
 
 _worker_gpu: int | None = None
@@ -136,17 +154,21 @@ def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
         workers = min(workers, len(gpus))
     if workers <= 1:
         for task in tasks:
-            yield run_task(task, gpus[0] if gpus else None)
+            yield _safe_run_task(task, gpus[0] if gpus else None)
         return
     ctx = get_context("spawn")  # a clean interpreter per worker: no inherited threads, locks or CUDA state
     counter = ctx.Value("i", 0)
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
                              initargs=(gpus or None, counter)) as pool:
-        pending: set[Future] = {pool.submit(_run_in_worker, t) for t in tasks}
+        futures: dict[Future, GradeTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
+        pending: set[Future] = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                yield fut.result()
+                try:
+                    yield fut.result()
+                except Exception as exc:  # never re-raised: it would abort the batch for every other student
+                    yield _lost(futures[fut], exc)
 
 
 def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]:
@@ -154,11 +176,35 @@ def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]
     from distributed import Client, as_completed
 
     with Client(scheduler) as client:
-        futures = [client.submit(run_task, t, resources={"GPU": 1} if t.needs_gpu else None, pure=False,
-                                 key=f"grade-{t.submission.lab}-{t.submission.student}-{t.seed[:8]}")
-                   for t in tasks]
+        futures = {client.submit(run_task, t, resources={"GPU": 1} if t.needs_gpu else None, pure=False,
+                                 key=f"grade-{t.submission.lab}-{t.submission.student}-{t.seed[:8]}"): t
+                   for t in tasks}
         for fut in as_completed(futures):
-            yield fut.result()
+            try:
+                yield fut.result()
+            except Exception as exc:
+                yield _lost(futures[fut], exc)
+
+
+def _after_grading(course_dir: Path, lab: str, record: GradeRecord) -> GradeRecord:
+    """Lateness and nbgrader's gradebook for one graded record. The student wrote timestamp.txt; whatever it
+    holds, or whatever the gradebook says, becomes a flag on this record and never stops the batch."""
+    extra: list[Flag] = []
+    try:
+        late = seconds_late(course_dir, lab, record.student)
+        if late > 0:
+            extra.append(Flag("late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy "
+                                      "applies)"))
+    except BadTimestamp as exc:
+        extra.append(Flag("timestamp", f"{exc}; lateness was not judged"))
+    except Exception as exc:
+        extra.append(Flag("grader-error", grader_error("judging lateness", exc)))
+    if (course_dir / "gradebook.db").exists():
+        try:
+            sync_record(course_dir, record)
+        except Exception as exc:
+            extra.append(Flag("grader-error", grader_error("mirroring the grade to nbgrader's gradebook", exc)))
+    return dataclasses.replace(record, flags=(*record.flags, *extra)) if extra else record
 
 
 # -- the course batch (`sparkgrade grade`) -------------------------------------------------------------------------
@@ -203,15 +249,15 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
         n = workers or default_workers(ctx.needs_gpu, ctx.rubric.sandbox_limits.threads)
         results = run_local(tasks, n)
     for result in results:
-        record, student = result.record, result.record.student
-        late = seconds_late(course_dir, lab, student)
-        if late > 0:
-            record = dataclasses.replace(record, flags=(*record.flags, Flag(
-                "late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy applies)")))
-        store.save(record, result.executed)
-        if (course_dir / "gradebook.db").exists():
-            sync_record(course_dir, record)
-        records[student] = record
+        record = _after_grading(course_dir, lab, result.record)
+        executed = result.executed
+        try:
+            store.save(record, executed)
+        except Exception as exc:  # e.g. a value the database refuses: the student still gets a record
+            record = failed_record(result.task.submission, ctx.rubric, result.task.seed, "error",
+                                   grader_error("storing the grade", exc), sandboxed=not no_sandbox)
+            store.save(record, None)
+        records[record.student] = record
         if on_result is not None:
             on_result(record, len(records), len(subs))
     store.close()

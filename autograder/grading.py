@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import nbformat
 
 from autograder.checks.plugin import SubmissionContext
-from autograder.checks.runner import run_checks
+from autograder.checks.runner import run_all_checks
 from autograder.course.config import CourseConfig, course_rubric, effective_hardware, load_config
 from autograder.intake import cells as execution
 from autograder.intake.cells import select_cells
@@ -37,7 +37,7 @@ from autograder.intake.notebook import (
 from autograder.intake.parameters import pin_parameters
 from autograder.intake.submission import Submission
 from autograder.paths import assignments_root, check_lab
-from autograder.records import CheckResult, Flag, GradeRecord
+from autograder.records import CheckResult, Flag, GradeRecord, SubmissionStatus
 from autograder.rubric import Rubric
 from autograder.sandbox import Sandbox
 from autograder.sandbox.gpus import gpu_sandbox_slot
@@ -153,15 +153,59 @@ def _execute_and_check(sub: Submission, ctx: LabContext, notebook: nbformat.Note
         t_checks = time.perf_counter()
         if ctx.models_dir is not None:  # the checks load the same models in this (trusted) process
             os.environ["SPARKGRADE_MODELS_TRUSTED"] = str(ctx.models_dir)
-        checks, grader_errors = run_checks(rubric, sandbox, seed, context)
+        outcome = run_all_checks(rubric, sandbox, seed, context)
         checks_s = time.perf_counter() - t_checks
-    return run, executed, checks, grader_errors, checks_s
+    # What a person should see from the checks: the grader's own failures, and forbidden calls (rubric `forbid:`).
+    check_flags = [Flag("grader-error", err[:500]) for err in outcome.grader_errors] + outcome.flags
+    return run, executed, outcome.results, check_flags, checks_s
+
+
+def failed_record(sub: Submission, rubric: Rubric, seed: str, status: SubmissionStatus, reason: str, *,
+                  sandboxed: bool = True, flags: tuple[Flag, ...] = (), total_s: float = 0.0) -> GradeRecord:
+    """The record of a submission that could not be graded: every check at zero with the reason, one line."""
+    reason = one_line(reason)
+    return GradeRecord(student=sub.student, assignment=sub.lab, status=status, score=0.0, max_score=rubric.max_score,
+                       checks=_zero(rubric, reason), flags=flags, content_hash=sub.content_hash, seed=seed,
+                       rubric_version=rubric.version, sandboxed=sandboxed, timings={"total_s": total_s},
+                       reason=reason, machine=platform.node())
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def grader_error(step: str, exc: BaseException) -> str:
+    """The reason of a record whose grading failed for a reason the grader does not attribute to the submission."""
+    return one_line(f"grader error while {step}: {type(exc).__name__}: {exc}")
+
+
+# Steps whose input is the submission's bytes and nothing else: what goes wrong there is the submission's shape.
+_INTAKE_STEPS = ("reading the notebook", "repairing locked cells", "scanning the code")
 
 
 def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[GradeRecord, bytes | None]:
-    """Grade one submission. Never raises for anything the submission does; returns the record and the
-    executed notebook (untrusted bytes, for feedback) when there is one."""
+    """Grade one submission. Never raises, whatever the submission holds: a notebook the grader cannot take in is
+    ``invalid``, a failure of the grader's own is ``error`` with "grader error" in its reason. Either way the
+    record is stored like any other, so a rerun does not retry it unless the submission's content changed."""
     t0 = time.perf_counter()
+    steps = ["reading the notebook"]
+    try:
+        return _grade(sub, ctx, seed, t0, steps)
+    except (RecursionError, MemoryError) as exc:
+        # Exhausted by the submission's shape (nesting, size) in whichever step held it: never retried as is.
+        status: SubmissionStatus = "invalid" if steps[-1] in _INTAKE_STEPS else "error"
+        reason = (f"the notebook is nested too deeply or is too large to process ({type(exc).__name__} while "
+                  f"{steps[-1]})")
+    except Exception as exc:  # a bug of the grader: reported as such, and it costs no other student
+        status, reason = "error", grader_error(steps[-1], exc)
+    return failed_record(sub, ctx.rubric, seed, status, reason, sandboxed=not ctx.no_sandbox,
+                         total_s=time.perf_counter() - t0), None
+
+
+def _grade(sub: Submission, ctx: LabContext, seed: str, t0: float,
+           steps: list[str]) -> tuple[GradeRecord, bytes | None]:
+    """grade_submission's steps; each names itself in ``steps`` first, so a failure says where it happened.
+    Returns the record and the executed notebook (untrusted bytes, for feedback) when there is one."""
     rubric = ctx.rubric
     base = dict(student=sub.student, assignment=sub.lab, max_score=rubric.max_score, content_hash=sub.content_hash,
                 seed=seed, rubric_version=rubric.version, sandboxed=not ctx.no_sandbox, machine=platform.node())
@@ -172,18 +216,21 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
     except InvalidNotebook as exc:
         return GradeRecord(status="invalid", score=0.0, checks=_zero(rubric, str(exc)), flags=tuple(flags),
                            reason=str(exc), timings={"total_s": time.perf_counter() - t0}, **base), None
+    steps.append("repairing locked cells")
     repair = repair_locked_cells(nb, ctx.source)
     flags += repair.flags
+    steps.append("scanning the code")
     flags += suspicious_code(repair.notebook, ctx.source)
     notebook = pin_parameters(repair.notebook, ctx.source)  # the grader decides the profile, not the submission
+    steps.append("running the notebook and its checks")
     context = SubmissionContext(sub.student, sub.lab, dict(sub.files), ctx.hardware,
                                 "cuda" if ctx.gpu is not None else "cpu")
-    run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, notebook, rubric.execute, seed,
-                                                                        context)
+    run, executed, checks, check_flags, checks_s = _execute_and_check(sub, ctx, notebook, rubric.execute,
+                                                                        seed, context)
     rerun_after_s = None
     if run is None:  # a definitions-only run lacked a name only the whole notebook defines: run it all
         rerun_after_s = time.perf_counter() - t0
-        run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, notebook, "all", seed,
+        run, executed, checks, check_flags, checks_s = _execute_and_check(sub, ctx, notebook, "all", seed,
                                                                             context)
     assert run is not None
     status = "graded"
@@ -195,8 +242,8 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
             status = "timeout"
         elif not run.alive:
             status = "error"
-    for err in grader_errors:
-        flags.append(Flag("grader-error", err[:500]))
+    steps.append("scoring")
+    flags += check_flags
     judged = benchmark_judgement(sub, context)
     flags += benchmark_flags(sub, judged, context.hardware)
     score = round(sum(c.points for c in checks), 6)

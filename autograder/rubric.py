@@ -33,6 +33,16 @@ class CheckSpec(BaseModel):
     title: str = ""  # one learner-facing line: what the check is about
 
 
+class ForbidSpec(BaseModel):
+    """Callables a student function must not use (the lab exists so that students write them). They are traced
+    inside the sandbox while the function runs (sandbox/inside/harness.py). ``zero``: the function's checks score
+    nothing; ``flag``: the points stand and a person looks. Either way the record carries a forbidden-call flag."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    calls: list[str] = Field(min_length=1)  # dotted paths: "transformers.models.mixtral.modeling_mixtral.load_..."
+    policy: Literal["zero", "flag"] = "zero"
+
+
 class Rubric(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     lab: str
@@ -70,6 +80,7 @@ class Rubric(BaseModel):
         # regrades it, while the CPU course's version (and its stored grades) stay as they are.
         return self.model_copy(update={"checks": {**self.checks, **self.gpu_checks}, "gpu_checks": {}, "on_gpu": True,
                                        "version": f"{self.version}+gpu"})
+    forbid: dict[str, ForbidSpec] = Field(default_factory=dict)  # student function -> what it must not call
 
     @property
     def max_score(self) -> float:

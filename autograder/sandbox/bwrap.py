@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,21 @@ INSIDE_MODELS = "/lab/models"
 INSIDE_RUNNER_DIR = "/run/sparkgrade"
 INSIDE_RUNNER = f"{INSIDE_RUNNER_DIR}/runner.py"
 SANDBOX_UID = 65534  # nobody
+# The host uid a warm sandbox's uid maps onto when the grader runs as root (it would be host root otherwise):
+# nobody's, unless SPARKGRADE_SANDBOX_HOST_UID names another unprivileged uid (never 0).
+DEFAULT_HOST_ID = 65534
+
+
+def sandbox_host_id() -> int | None:
+    """The unprivileged host uid (and gid) of a sandbox, or None when the grader is not root: an unprivileged
+    grader can map the sandbox only onto its own uid, which is then already nobody special on the host."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        uid = int(os.environ.get("SPARKGRADE_SANDBOX_HOST_UID", DEFAULT_HOST_ID))
+    except ValueError:
+        uid = DEFAULT_HOST_ID
+    return uid if uid > 0 else DEFAULT_HOST_ID
 
 # Only what the dynamic loader, Python and the kernel need from /etc: no shadow, no host names, no machine id.
 ETC_FROM_HOST = (
@@ -167,6 +183,16 @@ def python_dirs() -> tuple[Path, ...]:
         if not any(d == u or u in d.parents for u in unique):
             unique.append(d)
     return tuple(unique)
+
+
+def give_work_dir(work: Path, host_id: int | None) -> None:
+    """The work folder (and what the grader put in it) owned by the sandbox's host uid and writable for it only
+    (0700; the grader, root, still reads and writes it); None gives it back to us, for a cold start."""
+    owner = host_id if host_id is not None else os.geteuid()
+    for path in (work, *work.rglob("*")):
+        if not path.is_symlink():
+            os.chown(path, owner, owner)
+    work.chmod(0o700 if host_id is not None else 0o755)
 
 
 def find_bwrap() -> str | None:

@@ -37,7 +37,7 @@ from autograder.sandbox.codec import (
     encode_call,
     open_dir,
     read_bounded,
-    read_call_outputs,
+    read_call_reply,
     write_call_inputs,
 )
 from autograder.sandbox.limits import Limits
@@ -48,6 +48,7 @@ CALLS_DIR = ".sparkgrade-calls"
 MAX_LINE = 8 << 20  # longest protocol line we parse
 MAX_JUNK = 1 << 20  # bytes of foreign writes on the protocol pipe before we call it an output flood
 EXECUTED_NAME = "executed.ipynb"
+NICE_WITHOUT_QUOTA = 10  # without a cgroup CPU quota, the nearest equivalent: the sandbox yields to other workers
 
 
 class _Died(Exception):
@@ -93,6 +94,7 @@ class Sandbox:
         self._dead: _Died | None = None
         self._alive = False
         self._next_id = 0
+        self._host_id: int | None = None  # the host uid that owns the work folder (warm start as root)
         self.result: SandboxResult | None = None
         self.timings: dict[str, float] = {}
         self._watchdog: watchdog.HostMemoryWatchdog | None = None
@@ -129,7 +131,7 @@ class Sandbox:
         bwrap = bw.check_sandbox_available()
         mounts = bw.Mounts(work_dir=self._root / "work", etc_dir=self._root / "etc", runner_dir=INSIDE_DIR,
                            python_dirs=bw.python_dirs(), models_dir=self._models_dir)
-        self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes)
+        self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes, self.limits.cpus)
         self._watchdog = watchdog.watchdog_for(self.limits.host_reserve_bytes, self.gpu is not None, self._starved)
         # Warm: CPU sandboxes on hosts with cgroups (a fork inherits the zygote's address space, so the
         # RLIMIT_AS fallback would count the libraries it shares; such hosts start cold).
@@ -174,16 +176,22 @@ class Sandbox:
         assert self._root is not None
         newroot = self._root / "root"
         newroot.mkdir()
+        host_id = bw.sandbox_host_id()
         spec = zygote.sandbox_spec(mounts, env, tmp_bytes=self.limits.tmp_bytes, newroot=newroot,
-                                   rlimits=self._rlimits())
+                                   rlimits=self._rlimits(), host_id=host_id)
         procs = self._cgroup.procs_files() if self._cgroup is not None else []
+        self._host_id = host_id
+        if host_id is not None:
+            bw.give_work_dir(self._root / "work", host_id)
         try:
             self._proc = zygote.get(self.limits.threads).spawn(spec, procs, timeout_s=self.limits.startup_s)
-        except zygote.ZygoteOff:
-            return False
-        except zygote.ZygoteError as exc:
-            zygote.mark_broken(str(exc))  # this host cannot do it: the rest of this process starts cold
-            sys.stderr.write(f"sparkgrade: warm start unavailable, starting sandboxes cold: {exc}\n")
+        except (zygote.ZygoteOff, zygote.ZygoteError) as exc:
+            if host_id is not None:  # a cold start runs as our own uid: the folder goes back to us
+                bw.give_work_dir(self._root / "work", None)
+                self._host_id = None
+            if isinstance(exc, zygote.ZygoteError):
+                zygote.mark_broken(str(exc))  # this host cannot do it: the rest of this process starts cold
+                sys.stderr.write(f"sparkgrade: warm start unavailable, starting sandboxes cold: {exc}\n")
             return False
         self.timings["warm_start"] = 1.0
         self._start_protocol()
@@ -225,6 +233,7 @@ class Sandbox:
             "rlimits": rlimits,
             "limits_by_cgroup": self._cgroup is not None or not inside,
             "cuda_memory_bytes": lim.gpu_memory_bytes if self.gpu is not None else 0,
+            "nice": NICE_WITHOUT_QUOTA if inside and (self._cgroup is None or self._cgroup.cpu_quota is None) else 0,
         }
 
     # -- the protocol channel -------------------------------------------------------------------------------------
@@ -384,9 +393,10 @@ class Sandbox:
         *,
         timeout_s: float | None = None,
         device: str | None = None,
+        forbid: Sequence[str] = (),
     ) -> CallResult:
-        """Call the student's ``function(*args, **kwargs)`` inside the kernel."""
-        return self.call_many([Call(function, tuple(args), dict(kwargs or {}), timeout_s, device)])[0]
+        """Call the student's ``function(*args, **kwargs)`` inside the kernel; ``forbid``: see CallResult.forbidden."""
+        return self.call_many([Call(function, tuple(args), dict(kwargs or {}), timeout_s, device, tuple(forbid))])[0]
 
     def call_many(self, calls: Sequence[Call]) -> list[CallResult]:
         """Several calls in one round trip, run in order; a call that kills the kernel fails the rest."""
@@ -403,11 +413,16 @@ class Sandbox:
         for call in calls:
             call_id = secrets.token_hex(12)
             try:
-                spec, tensors = encode_call(call.args, call.kwargs, call.device)
+                spec, tensors = encode_call(call.args, call.kwargs, call.device, call.forbid)
             except (TypeError, ValueError) as exc:
                 prepared.append((call_id, CallResult("error", error=f"bad call: {exc}", sandboxed=sandboxed)))
                 continue
-            self._write_inputs(call_id, spec, tensors)
+            try:
+                write_call_inputs(self._work_fd, CALLS_DIR, call_id, spec, tensors, owner=self._host_id)
+            except OSError as exc:  # student code replaced the call folder (a link, a file): its own doing
+                why = f"the submission removed or replaced the grader's call folder ({exc.strerror})"
+                prepared.append((call_id, CallResult("error", error=why, sandboxed=sandboxed)))
+                continue
             timeout = float(call.timeout_s or self.limits.call_s)
             total_timeout += timeout + self.limits.interrupt_grace_s
             inside = bw.INSIDE_WORK if sandboxed else str(self.work_dir)
@@ -440,10 +455,6 @@ class Sandbox:
             results.append(self._collect(call_id, reply if isinstance(reply, dict) else {}))
         return results
 
-    def _write_inputs(self, call_id: str, spec: bytes, tensors: bytes) -> None:
-        assert self._work_fd is not None
-        write_call_inputs(self._work_fd, CALLS_DIR, call_id, spec, tensors)
-
     def _collect(self, call_id: str, reply: dict[str, Any]) -> CallResult:
         sandboxed = not self.no_sandbox
         status = reply.get("status")
@@ -461,11 +472,11 @@ class Sandbox:
         assert self._work_fd is not None
         limit = self.limits.call_output_bytes
         try:
-            value, wall_s = read_call_outputs(self._work_fd, CALLS_DIR, call_id, limit)
+            value, wall_s, forbidden = read_call_reply(self._work_fd, CALLS_DIR, call_id, limit)
         except (OutputError, OSError) as exc:
             common["error"] = f"rejected output: {exc}"
             return CallResult("error", **common)
-        return CallResult("ok", value=value, wall_s=wall_s, **common)
+        return CallResult("ok", value=value, wall_s=wall_s, forbidden=forbidden, **common)
 
     # -- teardown ------------------------------------------------------------------------------------------------
 

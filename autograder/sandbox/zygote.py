@@ -296,9 +296,11 @@ def shutdown() -> None:
 
 
 def sandbox_spec(mounts: bw.Mounts, env: dict[str, str], *, tmp_bytes: int, newroot: Path,
-                 rlimits: dict[str, int]) -> dict[str, Any]:
-    """The warm sandbox's layout: bwrap.build_argv's mounts, as data for the zygote."""
+                 rlimits: dict[str, int], host_id: int | None = None) -> dict[str, Any]:
+    """The warm sandbox's layout: bwrap.build_argv's mounts, as data for the zygote. ``host_id``: the host uid
+    the sandbox uid maps onto when the grader is root (bwrap.sandbox_host_id)."""
     return {
+        "host_id": host_id,
         "newroot": str(newroot),
         "work_dir": str(mounts.work_dir),
         "etc_dir": str(mounts.etc_dir),

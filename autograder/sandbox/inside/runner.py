@@ -476,6 +476,9 @@ def main(kernel: dict[str, Any] | None = None) -> int:
     chan.token = str(cfg["token"])
     _make_undumpable()
     _set_rlimits(cfg.get("rlimits", {}))
+    nice = cfg.get("nice", 0)
+    if isinstance(nice, int) and 0 < nice <= 19:
+        os.nice(nice)  # no CPU quota on this host: yield to the other workers (the kernel started below inherits it)
     for key in ("HOME", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"):
         if os.environ.get(key):
             os.makedirs(os.environ[key], exist_ok=True)

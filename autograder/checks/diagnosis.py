@@ -101,7 +101,7 @@ def _clone(value: Any) -> Any:
 
 
 def _run(fn: Callable[..., Any], call: RecordedCall) -> Any:
-    """fn on a copy of the call's inputs; gradient and in-place calls are answered as sandbox/inner.py does."""
+    """fn on a copy of the call's inputs; gradient and in-place calls are answered as sandbox/inside/harness.py does."""
     args, kwargs = list(_clone(call.args)), _clone(call.kwargs)
     wrt, grad_output = kwargs.pop(GRAD_WRT, None), kwargs.pop(GRAD_OUTPUT, None)
     returned = kwargs.pop(RETURN_ARGS, None)

@@ -16,8 +16,8 @@ from autograder.rubric import load_rubric
 SLOW_LABS = {"lab-2.4.5-architecture-comparison"}  # ~20 s per grading run: perplexity on the tiny models
 # Owned by another developer (their catalogue grows with DeepSeekMoE configs) or timed for real.
 OWNED_ELSEWHERE = frozenset({"moe_param_counts"}) | NOT_MUTATED
-# Seeds per lab for the stability test: 20 where a run is cheap; the model lab gets fewer (each run ~20 s).
-SEEDS = {lab: (3 if lab in SLOW_LABS else 20) for lab in FUNCTION_LABS}
+# Seeds for the stability test (issue 20: the same verdict for 20 seeds), every lab alike.
+SEEDS = 20
 
 
 @pytest.fixture(autouse=True)
@@ -47,10 +47,13 @@ def test_every_student_function_has_at_least_four_named_mistakes(lab):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lab", FUNCTION_LABS)
+@pytest.mark.parametrize("lab", [pytest.param(lab, marks=pytest.mark.timeout(3600)) if lab in SLOW_LABS else lab
+                                 for lab in FUNCTION_LABS])
 def test_verdicts_do_not_depend_on_the_seed(lab):
-    """The course's answer and every variant: each check's verdict is identical for SEEDS[lab] seeds."""
-    seeds = [f"stability-{i}" for i in range(SEEDS[lab])]
+    """The course's answer and every variant: each check's verdict is identical for SEEDS seeds (the model lab
+    regrades perplexity on the tiny models per variant and seed: beyond the suite's 15-minute limit on a slow
+    machine, hence its own)."""
+    seeds = [f"stability-{i}" for i in range(SEEDS)]
     unstable = {}
     for m in [None] + [m for m, _ in variants(lab)]:
         first = verdicts(lab, m, seeds[0])

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from transformers import AutoConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from reference.routing import top_k_routing
 
@@ -24,9 +26,13 @@ _DEEPSEEK_FAMILY = ("deepseek", "deepseek_v2", "deepseek_v3")
 
 
 class _Fields:
-    """Attribute access to a config given as an object or as a dict of its fields (config.json)."""
+    """Attribute access to a config given as an object or as a dict of its fields (config.json). A dict of a
+    model_type transformers knows becomes its config class (which fills in the defaults config.json leaves out)."""
 
     def __init__(self, config: Any):
+        if isinstance(config, Mapping) and config.get("model_type") in CONFIG_MAPPING:
+            fields = {k: v for k, v in config.items() if k != "model_type"}
+            config = AutoConfig.for_model(config["model_type"], **fields)
         self._config = config
 
     def get(self, name: str, default: Any = None) -> Any:

@@ -8,6 +8,7 @@ moe_param_counts           total and active (per-token) parameters of an MoE con
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ _DEEPSEEK_DEFAULTS = {"n_shared_experts": None, "first_k_dense_replace": 0, "moe
 _DEEPSEEK_FAMILY = ("deepseek", "deepseek_v2", "deepseek_v3")
 
 
-class _Fields:
+class ConfigFields:
     """Attribute access to a config given as an object or as a dict of its fields (config.json). A dict of a
     model_type transformers knows becomes its config class (which fills in the defaults config.json leaves out)."""
 
@@ -176,6 +177,53 @@ def _dense_mlp_params(config: Any, model_type: str) -> int:
     return 3 * h * width + mlp_bias * (2 * width + h)
 
 
+@dataclass(frozen=True)
+class MoeLayout:
+    """The pieces of an MoE causal LM that its parameter counts add up (sizes in parameters)."""
+
+    model_type: str
+    hidden_size: int
+    sparse_layers: tuple[int, ...]  # indices of the layers with an MoE MLP
+    dense_layers: tuple[int, ...]  # indices of the layers with a dense MLP
+    n_experts: int  # routed experts per sparse layer (E)
+    top_k: int  # routed experts per token (k)
+    expert_params: int  # one routed expert: 3*h*F
+    router_params: int  # one sparse layer's router: E*h
+    shared_params: int  # one sparse layer's always-active shared expert(s) (+ Qwen2-MoE's gate)
+    dense_mlp_params: int  # one dense layer's MLP
+    attention_params: int  # one layer's attention (+ its two RMSNorms)
+    embeddings: int  # the embedding table V*h
+    tied: bool  # lm_head is the embedding table
+
+
+def moe_layout(config: Any) -> MoeLayout:
+    """The layout of an MoE config (object or dict of its fields); see moe_param_counts for the supported types."""
+    c = ConfigFields(config)
+    model_type = c.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"moe_param_counts does not know model_type {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    h = c.hidden_size
+    n_experts, expert_ffn = _experts(c, model_type)
+    sparse = tuple(i for i in range(c.num_hidden_layers) if _is_sparse_layer(c, model_type, i))
+    return MoeLayout(
+        model_type=model_type,
+        hidden_size=h,
+        sparse_layers=sparse,
+        dense_layers=tuple(i for i in range(c.num_hidden_layers) if i not in sparse),
+        n_experts=n_experts,
+        top_k=c.num_experts_per_tok,
+        expert_params=3 * h * expert_ffn,  # gate, up (stored fused as gate_up_proj) and down, no biases
+        router_params=n_experts * h,
+        shared_params=_shared_params(c, model_type),
+        dense_mlp_params=_dense_mlp_params(c, model_type) if len(sparse) < c.num_hidden_layers else 0,
+        attention_params=2 * h + _attention_params(c, model_type),
+        embeddings=c.vocab_size * h,
+        tied=bool(c.get("tie_word_embeddings", False)),
+    )
+
+
 def moe_param_counts(config: Any) -> dict[str, int]:
     """Total and active parameters of an MoE causal LM, from its config only (an object or a dict of its fields).
 
@@ -196,27 +244,10 @@ def moe_param_counts(config: Any) -> dict[str, int]:
                    first first_k_dense_replace layers and layers off the moe_layer_freq grid)
     plus embeddings V*h, the final norm h, and lm_head V*h unless tie_word_embeddings.
     """
-    c = _Fields(config)
-    model_type = c.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"moe_param_counts does not know model_type {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
-    h = c.hidden_size
-    n_experts, expert_ffn = _experts(c, model_type)
-    top_k = c.num_experts_per_tok
-    expert_params = 3 * h * expert_ffn  # gate, up (stored fused as gate_up_proj) and down, no biases
-
-    embeddings = c.vocab_size * h
-    total = embeddings + h  # embed_tokens + final norm
-    if not c.get("tie_word_embeddings", False):
-        total += embeddings  # lm_head
-    skipped = 0
-    for layer_idx in range(c.num_hidden_layers):
-        total += 2 * h + _attention_params(c, model_type)
-        if _is_sparse_layer(c, model_type, layer_idx):
-            total += n_experts * h + n_experts * expert_params + _shared_params(c, model_type)
-            skipped += (n_experts - top_k) * expert_params
-        else:
-            total += _dense_mlp_params(c, model_type)
+    m = moe_layout(config)
+    layers = len(m.sparse_layers) + len(m.dense_layers)
+    total = m.embeddings * (1 if m.tied else 2) + m.hidden_size  # embed_tokens (+ lm_head) + final norm
+    total += layers * m.attention_params + len(m.dense_layers) * m.dense_mlp_params
+    total += len(m.sparse_layers) * (m.router_params + m.n_experts * m.expert_params + m.shared_params)
+    skipped = len(m.sparse_layers) * (m.n_experts - m.top_k) * m.expert_params
     return {"total": total, "active": total - skipped}

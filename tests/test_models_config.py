@@ -4,10 +4,13 @@ lab's released models.json, and spark_checkpoints for `sparkgrade models pull`."
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
+import torch
 import yaml
 
 from autograder.errors import UserError
@@ -99,3 +102,24 @@ def test_a_malformed_models_yaml_is_one_clear_error(tmp_path: Path, text: str, m
 
 def test_a_course_without_models_yaml_has_no_checkpoints(tmp_path: Path) -> None:
     assert spark_checkpoints(tmp_path) == {}
+
+
+def _profile_cell(lab: str) -> str:
+    nb = nbformat.read(SOURCE / lab / f"{lab}.ipynb", as_version=4)
+    return next(c.source for c in nb.cells if "profile" in c.metadata.get("tags", []))
+
+
+@pytest.mark.parametrize("lab", [MOE_LAB, COMPARISON_LAB])
+def test_the_released_notebook_loads_the_courses_choice_on_spark_only(lab, tmp_path, monkeypatch):
+    choice = {"roles": {"moe": "/mirror/my-moe"}, "trust_remote_code": ["moe"]}
+    (tmp_path / "models.json").write_text(json.dumps(choice))
+    monkeypatch.chdir(tmp_path)  # the notebook runs in its release folder, beside models.json
+    for profile, want_moe, want_trusted in (("spark", "/mirror/my-moe", {"moe"}), ("tiny", None, set())):
+        ns = {"PROFILE": profile, "MODELS_DIR": tmp_path / "models", "torch": torch, "os": os, "json": json,
+              "Path": Path}
+        exec(_profile_cell(lab), ns)
+        if want_moe:
+            assert ns["MODEL_IDS"]["moe"] == want_moe
+        else:
+            assert ns["MODEL_IDS"]["moe"] == str(tmp_path / "models" / ns["MODEL_IDS"]["moe"].rsplit("/", 1)[-1])
+        assert ns["TRUSTED_ROLES"] == want_trusted

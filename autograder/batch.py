@@ -1,4 +1,5 @@
-"""Run many grading tasks: in this process, on local worker processes, or on a Dask distributed cluster.
+"""The batch: find a lab's submissions, grade what is new on local worker processes or a Dask cluster, and store
+each result as it arrives (`sparkgrade grade`). Grading one submission is autograder/grading.py's business.
 
 A task is self-contained: it carries the submission's bytes, its seed and the lab id, and returns the GradeRecord
 and the executed notebook. Workers are stateless; everything that is stored (results, nbgrader's gradebook) is
@@ -12,16 +13,22 @@ binds only that GPU's device nodes); other labs run on CPU workers. On Dask, GPU
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from autograder.grading import LabContext, Submission, grade_submission, load_lab
-from autograder.records import GradeRecord
+from autograder.course.gradebook import BadTimestamp, seconds_late, sync_record
+from autograder.db.store import CourseStore
+from autograder.errors import UserError
+from autograder.grading import LabContext, failed_record, grade_submission, grader_error, load_lab
+from autograder.intake.submission import Submission, find_submissions, read_submission_folder
+from autograder.records import Flag, GradeRecord
+from autograder.sandbox import check_sandbox_available
 
 
 @dataclass(frozen=True)
@@ -63,23 +70,54 @@ def _context(lab: str, course_dir: str | None, no_sandbox: bool, hardware: str |
 
 def run_task(task: GradeTask, gpu: int | None = None) -> TaskResult:
     """The unit of work, local or remote: grade one submission from its bytes."""
-    if gpu is None and task.needs_gpu:
-        gpu = int(os.environ.get("SPARKGRADE_GPU", "0"))
+    if gpu is None and task.needs_gpu:  # a Dask GPU worker: its own GPU (SPARKGRADE_GPU or CUDA_VISIBLE_DEVICES)
+        gpu = _dask_gpu()
     ctx = _context(task.submission.lab, task.course_dir, task.no_sandbox, task.hardware, gpu)
     record, executed = grade_submission(task.submission, ctx, task.seed)
     return TaskResult(task, record, executed)
 
 
+def _lost(task: GradeTask, exc: BaseException) -> TaskResult:
+    """A task whose worker failed (a grader bug outside grade_submission, a worker killed by the kernel's OOM
+    killer, a lost Dask worker): that student gets an error record saying so; the batch goes on."""
+    from autograder.rubric import load_rubric
+
+    rubric = load_rubric(task.submission.lab)
+    record = failed_record(task.submission, rubric, task.seed, "error", grader_error("running the task", exc),
+                           sandboxed=not task.no_sandbox)
+    return TaskResult(task, record, None)
+
+
+def _safe_run_task(task: GradeTask, gpu: int | None) -> TaskResult:
+    try:
+        return run_task(task, gpu)
+    except Exception as exc:
+        return _lost(task, exc)
+
+
 _worker_gpu: int | None = None
 
 
+@functools.cache
+def _dask_gpu() -> int:
+    """A Dask worker started with --resources GPU=1 owns the GPU its environment names (README: one worker per GPU,
+    each with its own CUDA_VISIBLE_DEVICES), not GPU 0 of the machine."""
+    from autograder.sandbox.gpus import own_gpu, worker_gpu
+
+    return own_gpu(worker_gpu())
+
+
 def _init_worker(gpus: list[int] | None, counter) -> None:
-    """Each GPU worker process owns one GPU for its whole life."""
+    """Each GPU worker process owns one GPU for its whole life: the next visible GPU, by its device node, and the
+    only one CUDA shows this process (so the trusted checks' cuda:0 is the sandbox's GPU)."""
     global _worker_gpu
     if gpus:
         with counter.get_lock():
-            _worker_gpu = gpus[counter.value % len(gpus)]
+            position = gpus[counter.value % len(gpus)]
             counter.value += 1
+        from autograder.sandbox.gpus import own_gpu
+
+        _worker_gpu = own_gpu(position)
 
 
 def _run_in_worker(task: GradeTask) -> TaskResult:
@@ -116,17 +154,21 @@ def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
         workers = min(workers, len(gpus))
     if workers <= 1:
         for task in tasks:
-            yield run_task(task, gpus[0] if gpus else None)
+            yield _safe_run_task(task, gpus[0] if gpus else None)
         return
     ctx = get_context("spawn")  # a clean interpreter per worker: no inherited threads, locks or CUDA state
     counter = ctx.Value("i", 0)
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
                              initargs=(gpus or None, counter)) as pool:
-        pending: set[Future] = {pool.submit(_run_in_worker, t) for t in tasks}
+        futures: dict[Future, GradeTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
+        pending: set[Future] = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                yield fut.result()
+                try:
+                    yield fut.result()
+                except Exception as exc:  # never re-raised: it would abort the batch for every other student
+                    yield _lost(futures[fut], exc)
 
 
 def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]:
@@ -134,8 +176,89 @@ def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]
     from distributed import Client, as_completed
 
     with Client(scheduler) as client:
-        futures = [client.submit(run_task, t, resources={"GPU": 1} if t.needs_gpu else None, pure=False,
-                                 key=f"grade-{t.submission.lab}-{t.submission.student}-{t.seed[:8]}")
-                   for t in tasks]
+        futures = {client.submit(run_task, t, resources={"GPU": 1} if t.needs_gpu else None, pure=False,
+                                 key=f"grade-{t.submission.lab}-{t.submission.student}-{t.seed[:8]}"): t
+                   for t in tasks}
         for fut in as_completed(futures):
-            yield fut.result()
+            try:
+                yield fut.result()
+            except Exception as exc:
+                yield _lost(futures[fut], exc)
+
+
+def _after_grading(course_dir: Path, lab: str, record: GradeRecord) -> GradeRecord:
+    """Lateness and nbgrader's gradebook for one graded record. The student wrote timestamp.txt; whatever it
+    holds, or whatever the gradebook says, becomes a flag on this record and never stops the batch."""
+    extra: list[Flag] = []
+    try:
+        late = seconds_late(course_dir, lab, record.student)
+        if late > 0:
+            extra.append(Flag("late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy "
+                                      "applies)"))
+    except BadTimestamp as exc:
+        extra.append(Flag("timestamp", f"{exc}; lateness was not judged"))
+    except Exception as exc:
+        extra.append(Flag("grader-error", grader_error("judging lateness", exc)))
+    if (course_dir / "gradebook.db").exists():
+        try:
+            sync_record(course_dir, record)
+        except Exception as exc:
+            extra.append(Flag("grader-error", grader_error("mirroring the grade to nbgrader's gradebook", exc)))
+    return dataclasses.replace(record, flags=(*record.flags, *extra)) if extra else record
+
+
+# -- the course batch (`sparkgrade grade`) -------------------------------------------------------------------------
+
+Progress = Callable[[GradeRecord, int, int], None]  # (record just stored, done, total)
+
+
+def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, *, no_sandbox: bool = False,
+                 force: bool = False, hardware: str | None = None, db_url: str | None = None,
+                 workers: int | None = None, scheduler: str | None = None,
+                 on_result: Progress | None = None) -> list[GradeRecord]:
+    """Grade every (or the named) submission of one lab; already-graded identical content is skipped, so running
+    the same command again after a crash grades exactly what is missing.
+
+    Tasks run on ``workers`` local processes (default: from cores and GPUs) or on the Dask cluster at
+    ``scheduler``; results are stored here, one at a time, as they arrive, and reported to ``on_result``."""
+    if not (course_dir / "nbgrader_config.py").is_file() and not (course_dir / "submitted").is_dir():
+        raise UserError(f"{course_dir} is not a course folder (no nbgrader_config.py, no submitted/): "
+                        "create one with `sparkgrade init`")
+    if not no_sandbox and scheduler is None:
+        check_sandbox_available()
+    ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox, hardware=hardware)
+    if ctx.needs_gpu and scheduler is None and gpu_count() == 0:
+        raise UserError(f"{lab} grades on a GPU in this course (sparkgrade.yaml: gpu: true) and this machine has no "
+                        "CUDA GPU: grade it on the GPU box (or a Dask GPU worker), or set gpu: false")
+    store = CourseStore(course_dir, db_url)
+    subs = find_submissions(course_dir, lab, students)
+    records: dict[str, GradeRecord] = {}
+    tasks: list[GradeTask] = []
+    for student, path in subs:
+        sub = read_submission_folder(student, lab, path)
+        old = None if force else store.unchanged(lab, student, sub.content_hash, ctx.rubric.version, not no_sandbox)
+        if old is not None:
+            records[student] = old
+            continue
+        # hardware and GPU are resolved here: a remote worker may not see the course's sparkgrade.yaml
+        tasks.append(GradeTask(sub, store.seed_for(student, lab, sub.content_hash), str(course_dir.resolve()),
+                               no_sandbox, ctx.hardware, ctx.needs_gpu))
+    if scheduler:
+        results = run_dask(tasks, scheduler)
+    else:
+        n = workers or default_workers(ctx.needs_gpu, ctx.rubric.sandbox_limits.threads)
+        results = run_local(tasks, n)
+    for result in results:
+        record = _after_grading(course_dir, lab, result.record)
+        executed = result.executed
+        try:
+            store.save(record, executed)
+        except Exception as exc:  # e.g. a value the database refuses: the student still gets a record
+            record = failed_record(result.task.submission, ctx.rubric, result.task.seed, "error",
+                                   grader_error("storing the grade", exc), sandboxed=not no_sandbox)
+            store.save(record, None)
+        records[record.student] = record
+        if on_result is not None:
+            on_result(record, len(records), len(subs))
+    store.close()
+    return [records[s] for s, _ in subs if s in records]

@@ -24,8 +24,8 @@ LAB = "lab-2.4.4-moe-router"
 
 
 def make_course(root: Path, students: int) -> Path:
-    from autograder.course import init_course
-    from autograder.demo import demo_classes, write_submission
+    from autograder.course.create import init_course
+    from autograder.course.demo import demo_classes, write_submission
 
     course = root / "course"
     init_course(course, [LAB])

@@ -82,7 +82,7 @@ def expert_activation_counts(router_logits: torch.Tensor | Sequence[torch.Tensor
 
 
 def _head_dim(config: Any) -> int:
-    return config.get("head_dim") or config.hidden_size // config.num_attention_heads
+    return int(config.get("head_dim") or config.hidden_size // config.num_attention_heads)
 
 
 def _mla_attention_params(config: Any) -> int:
@@ -92,7 +92,8 @@ def _mla_attention_params(config: Any) -> int:
     r_q -> H*(d_nope + d_rope); kv_a_proj_with_mqa h -> r_kv + d_rope; kv_a_layernorm r_kv; kv_b_proj
     r_kv -> H*(d_nope + d_v); o_proj H*d_v -> h. attention_bias adds biases to q_a, kv_a and o.
     """
-    h, n_heads = config.hidden_size, config.num_attention_heads
+    h: int = config.hidden_size
+    n_heads: int = config.num_attention_heads
     qk_head = config.qk_nope_head_dim + config.qk_rope_head_dim
     bias = bool(config.get("attention_bias", False))
     q_rank, kv_rank = config.get("q_lora_rank"), config.kv_lora_rank
@@ -110,9 +111,9 @@ def _attention_params(config: Any, model_type: str) -> int:
     """Attention of one decoder layer (+ biases, q/k norms), as each modelling file builds it."""
     if model_type in ("deepseek_v2", "deepseek_v3"):
         return _mla_attention_params(config)
-    h = config.hidden_size
-    n_heads = config.num_attention_heads
-    n_kv = config.get("num_key_value_heads") or n_heads
+    h: int = config.hidden_size
+    n_heads: int = config.num_attention_heads
+    n_kv: int = config.get("num_key_value_heads") or n_heads
     hd = _head_dim(config)
     q_out, kv_out = n_heads * hd, n_kv * hd
     params = h * q_out + 2 * h * kv_out + q_out * h

@@ -14,7 +14,7 @@ import pytest
 from toylab import LAB, SOLUTION_SOFTMAX, notebook_bytes
 
 from autograder import cli
-from autograder.store import CourseStore
+from autograder.db.store import CourseStore
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,9 @@ import pytest
 from toylab import LAB, SOLUTION_SOFTMAX, notebook_bytes
 
 from autograder import cli
-from autograder.grading import Submission, grade_course, grade_submission, load_lab
+from autograder.batch import grade_course
+from autograder.grading import grade_submission, load_lab
+from autograder.intake.submission import Submission
 from autograder.sandbox import check_sandbox_available
 
 
@@ -128,10 +130,10 @@ def test_grade_command_and_json_export(toy, tmp_path, capsys):
     assert {"id", "function", "points", "max_points", "status", "message", "diagnosis"} == set(
         rows["bob"]["checks"][0])
     # the same content under the same rubric is not graded again: same attempt, same timings
-    from autograder.store import CourseStore
+    from autograder.db.store import CourseStore
 
     before = {r.student: r.timings for r in CourseStore(course).records(LAB)}
-    records = grade_course(course, LAB, progress=False)
+    records = grade_course(course, LAB)
     assert {r.student: r.timings for r in records} == before
     assert len(CourseStore(course).history(LAB, "alice")) == 1
 
@@ -185,7 +187,7 @@ def test_csv_and_canvas_exports(toy, tmp_path):
     import csv
     import io
 
-    from autograder.export import to_canvas, to_csv
+    from autograder.course.export import to_canvas, to_csv
 
     record, _ = grade(toy, tmp_path, softmax="def softmax(x):\n    return x")
     rows = list(csv.DictReader(io.StringIO(to_csv([record]))))
@@ -196,7 +198,7 @@ def test_csv_and_canvas_exports(toy, tmp_path):
 
 
 def test_symlinks_planted_in_a_submission_folder_are_not_followed(tmp_path):
-    from autograder.grading import read_submission_folder
+    from autograder.intake.submission import read_submission_folder
 
     secret = tmp_path / "secret"
     secret.write_text("course secret")

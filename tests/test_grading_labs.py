@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from autograder.course import init_course, source_labs
-from autograder.grading import grade_course
+from autograder.batch import grade_course
+from autograder.course.create import init_course, source_labs
 from autograder.sandbox import check_sandbox_available
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def course(tmp_path_factory, tiny_models_cache):
 
 @pytest.mark.parametrize("lab", source_labs())
 def test_course_answers_earn_every_function_point_in_the_sandbox(course, lab):
-    (record,) = grade_course(course, lab, progress=False)
+    (record,) = grade_course(course, lab)
     assert record.status == "graded" and record.sandboxed
     functions = [c for c in record.checks if c.function != "benchmarks"]
     assert functions and all(c.status == "passed" for c in functions), [

@@ -67,7 +67,8 @@ class LocalCaller:
     def __init__(self, namespace: dict) -> None:
         self.namespace = namespace
 
-    def call(self, function, args=(), kwargs=None, *, timeout_s=None, device=None):
+    def call(self, function, args=(), kwargs=None, *, timeout_s=None, device=None, forbid=()):
+        # forbid (rubric `forbid:`) is traced inside the sandbox only: in-process calls report nothing.
         fn = self.namespace.get(function)
         if fn is None:
             return CallResult("error", error=f"NameError: {function!r} is not defined", sandboxed=False)
@@ -76,7 +77,7 @@ class LocalCaller:
         try:
             if wrt is None:
                 value = fn(*args, **kwargs)
-            else:  # a gradient call, as sandbox/inner.py answers it
+            else:  # a gradient call, as sandbox/inside/harness.py answers it
                 for i in wrt:
                     args[i] = args[i].requires_grad_(True)
                 out = fn(*args, **kwargs)

@@ -26,12 +26,12 @@ import pytest
 from sqlalchemy import create_engine, event, func, inspect, select
 from sqlalchemy.orm import Session
 
+from autograder.course.export import to_json
 from autograder.db.engine import current_revision, head_revision, open_engine, sqlite_url
 from autograder.db.models import Base, CheckResultRow, Student, Submission
+from autograder.db.store import CourseStore
 from autograder.errors import UserError
-from autograder.export import to_json
 from autograder.records import CheckResult, Flag, GradeRecord
-from autograder.store import CourseStore
 
 LAB = "lab-2.4.4-moe-router"
 TABLES = {"students", "assignments", "grading_runs", "submissions", "current_results", "check_results", "flags",
@@ -453,7 +453,7 @@ def test_opening_retries_a_database_locked_by_a_racing_process(tmp_path, monkeyp
 
     from sqlalchemy import exc
 
-    from autograder import store as store_module
+    from autograder.db import store as store_module
 
     real, failures = store_module.upgrade, []
 

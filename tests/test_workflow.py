@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from autograder import cli
-from autograder.course import init_course
+from autograder.course.create import init_course
 
 LAB = "lab-2.4.4-moe-router"
 COURSE_ID = "efficient-architectures"

@@ -11,19 +11,17 @@ autoescape; student images are re-encoded only after their bytes are verified (a
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
+from autograder.course.config import course_rubric, load_config
+from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.feedback.page import write_feedback
 from autograder.feedback.report import write_report
 from autograder.paths import check_lab
 from autograder.records import GradeRecord
-from autograder.rubric import load_rubric
-from autograder.store import CourseStore
 
-__all__ = ["cmd_feedback", "cmd_report", "write_feedback", "write_report"]
+__all__ = ["write_class_report", "write_feedback", "write_feedback_pages", "write_report"]
 
 
 def _safe_name(student: str) -> bool:
@@ -44,26 +42,23 @@ def _records(course_dir: Path, lab: str, db_url: str | None = None) -> list[Grad
     return records
 
 
-def cmd_feedback(args: argparse.Namespace) -> int:
-    """`sparkgrade feedback COURSE_DIR LAB`: one page per graded submission."""
-    course_dir = Path(args.course_dir)
-    records = _records(course_dir, args.lab, getattr(args, "db", None))
-    rubric = load_rubric(args.lab)
-    written = 0
+def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None) -> tuple[int, list[str]]:
+    """One page per graded submission of ``lab``; returns (pages written, student ids skipped as unusable)."""
+    records = _records(course_dir, lab, db_url)
+    config = load_config(course_dir)
+    rubric = course_rubric(lab, config)  # the rubric the records were graded with, GPU checks included
+    hardware = config.hardware or rubric.hardware  # the limits the grader judged by
+    written, skipped = 0, []
     for record in records:
         if not _safe_name(record.student):
-            print(f"skipped a record with an unusable student id {record.student!r}", file=sys.stderr)
+            skipped.append(record.student)
             continue
-        write_feedback(course_dir, record, rubric, rubric.hardware)
+        write_feedback(course_dir, record, rubric, hardware)
         written += 1
-    print(f"wrote {written} feedback page{'s' * (written != 1)} to {course_dir / 'feedback'}/<student>/{args.lab}/")
-    return 0
+    return written, skipped
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """`sparkgrade report COURSE_DIR LAB`: the class page for instructors."""
-    course_dir = Path(args.course_dir)
-    records = _records(course_dir, args.lab, getattr(args, "db", None))
-    path = write_report(course_dir, records, load_rubric(args.lab))
-    print(f"wrote the class report of {args.lab} ({len(records)} submissions) to {path}")
-    return 0
+def write_class_report(course_dir: Path, lab: str, db_url: str | None = None) -> tuple[Path, int]:
+    """The class page of ``lab`` for instructors; returns (its path, the number of submissions on it)."""
+    records = _records(course_dir, lab, db_url)
+    return write_report(course_dir, records, course_rubric(lab, load_config(course_dir))), len(records)

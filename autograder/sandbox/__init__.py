@@ -1,15 +1,16 @@
 """The trust boundary: student notebooks run in here, behind bubblewrap; nothing in here decides a grade.
 
-`inner.py` (the runner) is the only code that runs inside the sandbox next to student code. `zygote_main.py` is the
-warm start: a trusted process that forks each sandbox and builds its namespaces before any student code runs (see
-zygote.py). Everything else in this package runs outside.
+inside/ holds the only code that runs next to student code: the runner, the call harness it runs in the kernel, and
+the warm-start zygote that forks each sandbox and builds its namespaces before any student code runs. Everything
+else in this package runs outside, in the grader: the bubblewrap command line (bwrap.py), cgroups (cgroup.py), the
+codec for what crosses (codec.py, calls.py), the warm-start client (zygote.py) and the Sandbox that drives it all.
 """
 
 from __future__ import annotations
 
 from autograder.sandbox.bwrap import build_argv, check_sandbox_available
+from autograder.sandbox.calls import Call, CallResult, Model, Reason, SandboxResult
 from autograder.sandbox.limits import Limits
-from autograder.sandbox.records import Call, CallResult, Model, Reason, SandboxResult
 from autograder.sandbox.sandbox import Sandbox
 
 __all__ = [

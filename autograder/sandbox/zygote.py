@@ -1,8 +1,8 @@
-"""The grader's side of the warm start (zygote_main.py): one zygote per grader process, a sandbox per fork.
+"""The grader's side of the warm start (inside/zygote_main.py): one zygote per grader process, a sandbox per fork.
 
 A cold sandbox spends most of its seconds importing torch, transformers, matplotlib and ipykernel. The zygote
 imports them once; each submission's sandbox is a fork of it that builds bubblewrap's view of the file system in
-namespaces of its own (see zygote_main.py). ``spawn`` returns a Popen-like handle with the three pipes the runner
+namespaces of its own (see inside/zygote_main.py). ``spawn`` returns a Popen-like handle with the three pipes the runner
 protocol uses, so Sandbox drives a warm sandbox exactly as a cold one.
 
 Warm starts are for CPU sandboxes (a GPU sandbox binds its own device nodes: it starts cold). Where the zygote
@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from autograder.sandbox import bwrap as bw
 
-ZYGOTE_MAIN = Path(__file__).with_name("zygote_main.py")
+ZYGOTE_MAIN = Path(__file__).parent / "inside" / "zygote_main.py"
 # What the labs' kernels import; imported once in the zygote. Generic deep-learning stack, no lab code.
 WARM_MODULES = (
     "numpy",
@@ -98,7 +98,7 @@ class Zygote:
         self._lock = threading.Lock()
         self._dir = Path(tempfile.mkdtemp(prefix="sparkgrade-zygote-"))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = bw.sandbox_env(threads, str(Path(sys.executable).parent))
+        env = bw.sandbox_env(threads, str(bw.sandbox_python().parent))
         env["MPLCONFIGDIR"] = str(self._dir / "matplotlib")  # its font cache, built once, inherited by every fork
         self._log = self._dir / "zygote.log"
         try:
@@ -296,9 +296,11 @@ def shutdown() -> None:
 
 
 def sandbox_spec(mounts: bw.Mounts, env: dict[str, str], *, tmp_bytes: int, newroot: Path,
-                 rlimits: dict[str, int]) -> dict[str, Any]:
-    """The warm sandbox's layout: bwrap.build_argv's mounts, as data for the zygote."""
+                 rlimits: dict[str, int], host_id: int | None = None) -> dict[str, Any]:
+    """The warm sandbox's layout: bwrap.build_argv's mounts, as data for the zygote. ``host_id``: the host uid
+    the sandbox uid maps onto when the grader is root (bwrap.sandbox_host_id)."""
     return {
+        "host_id": host_id,
         "newroot": str(newroot),
         "work_dir": str(mounts.work_dir),
         "etc_dir": str(mounts.etc_dir),

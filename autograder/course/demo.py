@@ -7,20 +7,19 @@ pages and the class report, and says where to open them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nbformat
 import yaml
-from rich.console import Console
-from rich.table import Table
 
-from autograder.course import init_course
-from autograder.gradebook import gradebook_url
-from autograder.grading import grade_course
+from autograder.batch import grade_course
+from autograder.course.create import init_course
+from autograder.course.gradebook import gradebook_url
 from autograder.paths import assignments_root
-
-console = Console()
+from autograder.records import GradeRecord
 
 
 def demo_classes() -> dict[str, dict]:
@@ -62,58 +61,38 @@ def set_due_date(course: Path, lab: str, due: datetime) -> None:
         gb.update_or_create_assignment(lab, duedate=due.replace(tzinfo=None))
 
 
-def run_demo(course: Path) -> None:
+@dataclass(frozen=True)
+class DemoResult:
+    records: dict[str, list[GradeRecord]]  # lab -> graded submissions
+    pages: list[tuple[str, Path]]  # (what, where) to open
+    seconds: float
+
+
+def run_demo(course: Path, say: Callable[[str], None] = lambda _: None) -> DemoResult:
+    """Build the course, hand in the demo classes, grade them, render the pages; ``say`` hears each step."""
+    from autograder.feedback import write_class_report, write_feedback_pages
+    from autograder.feedback.report import report_path
+
     t0 = time.perf_counter()
     classes = demo_classes()
-    console.rule("[bold]sparkgrade demo")
-    console.print(f"1/4 building the course at {course} (labs {', '.join(classes)}; tiny models are built once)")
+    say(f"1/4 building the course at {course} (labs {', '.join(classes)}; tiny models are built once)")
     init_course(course, list(classes))
     now = datetime.now(UTC)
     due = now - timedelta(hours=1)
-    console.print("2/4 a class hands in: " + "; ".join(
+    say("2/4 a class hands in: " + "; ".join(
         f"{s} ({spec['about']})" for s, spec in next(iter(classes.values()))["students"].items()))
     for lab, klass in classes.items():
         set_due_date(course, lab, due)
         for student, spec in klass["students"].items():
             when = now if spec.get("late") else due - timedelta(hours=2)
             write_submission(course, lab, student, spec, when)
-    console.print("3/4 grading: every notebook runs in its own sandbox; hidden checks run outside it")
+    say("3/4 grading: every notebook runs in its own sandbox; hidden checks run outside it")
     results = {lab: grade_course(course, lab) for lab in classes}
-    console.print("4/4 feedback pages and class reports")
-    pages = _render(course, list(classes))
-    table = Table(title="grades (sparkgrade export shows the same)")
-    for col in ("lab", "student", "status", "score", "flags", "first diagnosis"):
-        table.add_column(col, overflow="fold")
-    for lab, records in results.items():
-        for r in records:
-            diagnosis = next((c.diagnosis for c in r.checks if c.diagnosis), "")
-            table.add_row(lab.split("-")[1], r.student, r.status, f"{r.score:g}/{r.max_score:g}",
-                          ", ".join(sorted({f.kind for f in r.flags})), diagnosis.split(". ")[0][:70])
-    console.print(table)
-    console.print(f"open: {pages}")
-    console.print(f"export: sparkgrade export {course} --format json | csv | canvas")
-    console.print(f"done in {time.perf_counter() - t0:.0f} s")
-
-
-def _render(course: Path, labs: list[str]) -> str:
-    import argparse
-    import contextlib
-    import io
-
-    from autograder.feedback import cmd_feedback, cmd_report
-    from autograder.feedback.report import report_path
-
-    shown = []
-    for lab in labs:
-        args = argparse.Namespace(course_dir=str(course), lab=lab)
-        with contextlib.redirect_stdout(io.StringIO()):
-            cmd_feedback(args)
-            cmd_report(args)
-        shown.append(f"report  {report_path(course, lab)}")
-    shown.append(f"pages   {course / 'feedback'}/<student>/<lab>/<lab>.html")
-    return "\n      ".join(shown)
-
-
-def cmd_demo(args) -> int:
-    run_demo(Path(args.dir).resolve())
-    return 0
+    say("4/4 feedback pages and class reports")
+    pages: list[tuple[str, Path]] = []
+    for lab in classes:
+        write_feedback_pages(course, lab)
+        write_class_report(course, lab)
+        pages.append(("report", report_path(course, lab)))
+    pages.append(("pages", course / "feedback" / "<student>" / "<lab>" / "<lab>.html"))
+    return DemoResult(results, pages, time.perf_counter() - t0)

@@ -1,6 +1,7 @@
 """The sandbox runner: the only sparkgrade code that runs next to student code.
 
-It is copied read-only into the sandbox and started as ``python -I inner.py``. It must stay self-contained
+It is mounted read-only into the sandbox (this folder, at /run/sparkgrade) and started as
+``python -I runner.py``; the call harness it runs in the kernel is harness.py beside it. It must stay self-contained
 (stdlib, nbformat, nbclient, jupyter_client; torch, safetensors and transformers only inside the kernel): the
 project's own packages are not visible in here, by design.
 
@@ -22,6 +23,7 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 # nbformat validates through jsonschema, whose optional IRI format checker (rfc3987_syntax, installed for
@@ -33,130 +35,10 @@ MAX_REQUEST_BYTES = 1 << 20
 ERROR_CHARS = 2000
 TRUNCATION_NOTE = "\n[sparkgrade: output truncated: this cell printed more than {limit} bytes]\n"
 
-# Runs inside the student's kernel for each call. Kept as source text so it is executed in a fresh namespace
-# (not the student's globals) and needs nothing installed in the kernel beyond torch and safetensors.
-HARNESS = r'''
-def _sparkgrade_call(ns, call_dir, function, models_dir):
-    import json
-    import os
-    import sys
-    import time
-    import types
-
-    with open(os.path.join(call_dir, "in.json"), encoding="utf-8") as f:
-        spec = json.load(f)
-    in_path = os.path.join(call_dir, "in.safetensors")
-    tensors = {}
-    if os.path.exists(in_path):  # torch only when tensors cross: a call on plain numbers stays fast
-        from safetensors.torch import load_file
-
-        tensors = load_file(in_path)
-    device = spec.get("device") or "cpu"
-    cache = sys.modules.setdefault("_sparkgrade_models", types.ModuleType("_sparkgrade_models"))
-    models = cache.__dict__.setdefault("models", {})
-
-    def load_model(v):
-        key = (v["name"], v.get("dtype"), device)
-        if key not in models:
-            import torch
-            from transformers import AutoModelForCausalLM
-            kw = {"dtype": getattr(torch, v["dtype"])} if v.get("dtype") else {}
-            path = os.path.join(models_dir, v["name"])
-            models[key] = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kw).to(device).eval()
-        return models[key]
-
-    def dec(v):
-        t = v["t"]
-        if t == "tensor":
-            return tensors[v["key"]].to(device)
-        if t in ("int", "float", "bool", "str"):
-            return v["v"]
-        if t == "none":
-            return None
-        if t == "list":
-            return [dec(x) for x in v["items"]]
-        if t == "tuple":
-            return tuple(dec(x) for x in v["items"])
-        if t == "dict":
-            return {k: dec(x) for k, x in v["items"].items()}
-        if t == "model":
-            return load_model(v)
-        raise ValueError(f"unknown argument kind {t!r}")
-
-    args = [dec(a) for a in spec["args"]]
-    kwargs = {k: dec(a) for k, a in spec["kwargs"].items()}
-    # A gradient call: d(first output . grad_output) / d(args[i]) for i in wrt, by autograd through the function.
-    grad_wrt = kwargs.pop("__sparkgrade_grad_wrt__", None)
-    grad_output = kwargs.pop("__sparkgrade_grad_output__", None)
-    if grad_wrt is not None:
-        grad_wrt = [int(i) for i in grad_wrt]
-        for i in grad_wrt:
-            args[i] = args[i].detach().clone().requires_grad_(True)
-    fn = ns.get(function)
-    if type(fn) is not types.FunctionType:
-        raise NameError(f"{function!r} is not a function defined in the notebook")
-
-    out = {}
-
-    def enc(v, depth):
-        if depth > 8:
-            raise TypeError("the return value is nested more than 8 levels deep")
-        torch = sys.modules.get("torch")  # a tensor can only exist if torch is imported
-        if torch is not None and isinstance(v, torch.Tensor):
-            key = f"o{len(out)}"
-            out[key] = v.detach().to("cpu").contiguous().clone()
-            return {"t": "tensor", "key": key}
-        if v is None:
-            return {"t": "none"}
-        if type(v) is bool:
-            return {"t": "bool", "v": v}
-        if type(v) is int:
-            return {"t": "int", "v": v}
-        if type(v) is float:
-            return {"t": "float", "v": v}
-        if type(v) is str:
-            return {"t": "str", "v": v}
-        if type(v) in (list, tuple):
-            return {"t": type(v).__name__, "items": [enc(x, depth + 1) for x in v]}
-        if type(v) is dict and all(type(k) is str for k in v):
-            return {"t": "dict", "items": {k: enc(x, depth + 1) for k, x in v.items()}}
-        np = sys.modules.get("numpy")
-        if np is not None and isinstance(v, np.ndarray):
-            import torch
-
-            return enc(torch.from_numpy(v.copy()), depth)
-        if np is not None and isinstance(v, np.generic):
-            return enc(v.item(), depth)
-        raise TypeError(
-            f"a return value of type {type(v).__name__} cannot leave the sandbox "
-            "(tensors, numbers, bools, None, strings, lists, tuples and str-keyed dicts only)"
-        )
-
-    start = time.perf_counter()
-    if grad_wrt is None:
-        result = fn(*args, **kwargs)
-    else:
-        import torch
-
-        with torch.enable_grad():
-            result = fn(*args, **kwargs)
-            first = result[0] if isinstance(result, (tuple, list)) else result
-            if not isinstance(first, torch.Tensor) or not first.requires_grad:
-                raise TypeError("the output is not differentiable with respect to the inputs (no autograd graph)")
-            grads = torch.autograd.grad(first, [args[i] for i in grad_wrt], grad_output, allow_unused=True)
-            result = tuple(torch.zeros_like(args[i]) if g is None else g for i, g in zip(grad_wrt, grads))
-    wall = time.perf_counter() - start
-    encoded = enc(result, 0)
-    if out:
-        from safetensors.torch import save_file
-
-        save_file(out, os.path.join(call_dir, "out.safetensors"))
-    with open(os.path.join(call_dir, "out.json"), "w", encoding="utf-8") as f:
-        json.dump({"result": encoded, "wall_s": wall}, f)
-
-
-_sparkgrade_call(_ns, _call_dir, _function, _models_dir)
-'''
+# Runs inside the student's kernel for each call: harness.py, executed from its text in a fresh namespace (not the
+# student's globals), then called once. Read at import (in the zygote: before any fork).
+HARNESS = (Path(__file__).with_name("harness.py").read_text(encoding="utf-8")
+           + "\n\n_sparkgrade_call(_ns, _call_dir, _function, _models_dir)\n")
 
 
 def _make_undumpable() -> None:
@@ -576,6 +458,15 @@ def serve_calls(chan: Channel, client: Any, cfg: dict[str, Any]) -> None:
             return
 
 
+def install_cuda_cap(cfg: dict[str, Any]) -> None:
+    """cuda_cap.py into the kernel's IPython startup folder when the grader asked for a cap (GPU sandboxes)."""
+    limit, ipython_dir = int(cfg.get("cuda_memory_bytes") or 0), os.environ.get("IPYTHONDIR")
+    if limit > 0 and ipython_dir:
+        os.environ["SPARKGRADE_CUDA_MEMORY_BYTES"] = str(limit)  # the kernel inherits it; cuda_cap.py removes it
+        (startup := Path(ipython_dir) / "profile_default" / "startup").mkdir(parents=True, exist_ok=True)
+        (startup / "00-sparkgrade-cuda-cap.py").write_text(Path(__file__).with_name("cuda_cap.py").read_text())
+
+
 def main(kernel: dict[str, Any] | None = None) -> int:
     """``kernel``: one already forked by the zygote (fork_kernel); None starts one the usual way."""
     chan = Channel()
@@ -585,9 +476,13 @@ def main(kernel: dict[str, Any] | None = None) -> int:
     chan.token = str(cfg["token"])
     _make_undumpable()
     _set_rlimits(cfg.get("rlimits", {}))
+    nice = cfg.get("nice", 0)
+    if isinstance(nice, int) and 0 < nice <= 19:
+        os.nice(nice)  # no CPU quota on this host: yield to the other workers (the kernel started below inherits it)
     for key in ("HOME", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"):
         if os.environ.get(key):
             os.makedirs(os.environ[key], exist_ok=True)
+    install_cuda_cap(cfg)  # before the kernel starts: it runs the startup folder before any cell
     chan.send({"type": "hello", "pid": os.getpid()})
     client, _reason, _detail = execute_notebook(chan, cfg, kernel)
     if client is None:

@@ -1,4 +1,4 @@
-"""`sparkgrade init COURSE_DIR`: an nbgrader course with the six labs, their tiny offline models, and the release
+"""`sparkgrade init COURSE_DIR`: an nbgrader course with the labs, their tiny offline models, and the release
 versions nbgrader generates (solutions stripped).
 
     COURSE_DIR/nbgrader_config.py          the course configuration (course id, stubs)
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.models_config import configure_labs
 from autograder.paths import assignments_root, ensure_python_bin_on_path
 from autograder.rubric import load_rubric, rubric_dir
-from autograder.store import CourseStore
 
 MODEL_REF = re.compile(r'MODELS_DIR\s*/\s*"([\w.-]+)"')
 
@@ -111,9 +111,3 @@ def init_course(course_dir: Path, labs: list[str] | None = None) -> list[str]:
         configure_labs(course_dir, {lab: dst / f"{lab}.ipynb"})  # the course's checkpoints, released beside it
         generate_release(course_dir, lab)
     return labs
-
-
-def cmd_init(args) -> int:
-    labs = init_course(Path(args.course_dir))
-    print(f"course ready at {args.course_dir}: {len(labs)} labs in source/ and release/")
-    return 0

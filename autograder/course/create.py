@@ -2,7 +2,7 @@
 versions nbgrader generates (solutions stripped).
 
     COURSE_DIR/nbgrader_config.py          the course configuration (course id, stubs)
-    COURSE_DIR/models.yaml                 the spark checkpoints of every lab's roles (autograder.models_config)
+    COURSE_DIR/models.yaml                 the spark checkpoints of every lab's roles (autograder.course.checkpoints)
     COURSE_DIR/source/<lab>/<lab>.ipynb    the instructor's copy, with solutions
     COURSE_DIR/source/<lab>/models/        the tiny models the lab names (MODELS_DIR / "<name>" in its cells)
     COURSE_DIR/release/<lab>/              what students fetch (nbgrader generate_assignment)
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.course.checkpoints import configure_labs
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
-from autograder.models_config import configure_labs
 from autograder.paths import assignments_root, ensure_python_bin_on_path
 from autograder.rubric import load_rubric, rubric_dir
 

@@ -126,3 +126,8 @@ def configure_labs(course_dir: Path, notebooks: dict[str, Path]) -> dict[str, La
 def spark_checkpoints(course_dir: Path) -> dict[str, dict[str, str]]:
     """{lab: {role: model id or folder}}: every checkpoint the course's spark profiles load (for `models pull`)."""
     return {lab: dict(models.roles) for lab, models in load(course_dir).items()}
+
+
+def remote_code_checkpoints(course_dir: Path) -> set[str]:
+    """The model ids whose shipped modelling code the course trusts (`models pull` fetches their *.py files)."""
+    return {models.roles[role] for models in load(course_dir).values() for role in models.trust_remote_code}

@@ -13,8 +13,7 @@ import pytest
 import torch
 import yaml
 
-from autograder.errors import UserError
-from autograder.models_config import (
+from autograder.course.checkpoints import (
     LabModels,
     configure_labs,
     load,
@@ -22,6 +21,7 @@ from autograder.models_config import (
     notebook_spark_roles,
     spark_checkpoints,
 )
+from autograder.errors import UserError
 
 SOURCE = Path(__file__).resolve().parents[1] / "assignments" / "source"
 MOE_LAB = "lab-2.4.3-moe-exploration"

@@ -104,7 +104,7 @@ def _mla_attention_params(config: Any) -> int:
     params += h * (kv_rank + config.qk_rope_head_dim) + bias * (kv_rank + config.qk_rope_head_dim)
     params += kv_rank + kv_rank * n_heads * (config.qk_nope_head_dim + config.v_head_dim)
     params += n_heads * config.v_head_dim * h + bias * h
-    return params
+    return int(params)
 
 
 def _attention_params(config: Any, model_type: str) -> int:
@@ -164,18 +164,18 @@ def _shared_params(config: Any, model_type: str) -> int:
     experts of moe_intermediate_size fused into one MLP)."""
     h = config.hidden_size
     if model_type == "qwen2_moe":
-        return 3 * h * config.shared_expert_intermediate_size + h
+        return int(3 * h * config.shared_expert_intermediate_size + h)
     if model_type in _DEEPSEEK_FAMILY and config.get("n_shared_experts"):
         width = config.moe_intermediate_size * config.n_shared_experts
         mlp_bias = model_type == "deepseek_v2" and config.get("mlp_bias", False)
-        return 3 * h * width + mlp_bias * (2 * width + h)
+        return int(3 * h * width + mlp_bias * (2 * width + h))
     return 0
 
 
 def _dense_mlp_params(config: Any, model_type: str) -> int:
     h, width = config.hidden_size, config.intermediate_size
     mlp_bias = model_type == "deepseek_v2" and config.get("mlp_bias", False)
-    return 3 * h * width + mlp_bias * (2 * width + h)
+    return int(3 * h * width + mlp_bias * (2 * width + h))
 
 
 @dataclass(frozen=True)

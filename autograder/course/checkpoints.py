@@ -17,6 +17,7 @@ import ast
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import yaml
@@ -43,13 +44,13 @@ class LabModels:
     roles: dict[str, str]
     trust_remote_code: frozenset[str] = field(default_factory=frozenset)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"roles": dict(self.roles), "trust_remote_code": sorted(self.trust_remote_code)}
 
 
 def notebook_spark_roles(notebook: Path) -> dict[str, str]:
     """The spark table of a lab notebook's profile cell (``PROFILES = {..., "spark": dict(model_ids={...})}``)."""
-    nb = nbformat.read(notebook, as_version=4)
+    nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
     for cell in nb.cells:
         if "profile" not in cell.metadata.get("tags", []):
             continue

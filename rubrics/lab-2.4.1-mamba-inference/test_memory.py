@@ -72,7 +72,7 @@ def test_kv_latent_attention(student, configs, rng):
     # factor 2 and no heads. DeepSeek-V2 writes num_key_value_heads = num_attention_heads into its config, so a
     # per-head K and V count, or one without the rope key, differs; a random rank makes both terms visible.
     kv(student, "DeepSeek-V2-Lite (MLA)", configs["deepseek_v2_lite"], draw(rng, 1000, 32768),
-       batch_size=draw(rng, 1, 4))
+       batch_size=draw(rng, 2, 4))
     rank = 64 * draw(rng, 2, 9)
     kv(student, f"DeepSeek-V2 with kv_lora_rank {rank} (MLA)",
        {**configs["deepseek_v2_lite"], "num_hidden_layers": 60, "hidden_size": 5120, "num_attention_heads": 128,
@@ -104,9 +104,9 @@ def test_state_batch_and_dtype(student, configs, rng):
 
 
 def test_state_mamba2(student, configs, rng):
-    state(student, "Mamba-2 2.7B", configs["mamba2_2_7b"], batch_size=draw(rng, 1, 4))
+    state(student, "Mamba-2 2.7B", configs["mamba2_2_7b"], batch_size=draw(rng, 2, 4))
 
 
 def test_state_hybrid_and_transformer(student, configs, rng):
-    state(student, "Jamba (7 Mamba layers in 8)", configs["jamba"], batch_size=draw(rng, 1, 4))
+    state(student, "Jamba (7 Mamba layers in 8)", configs["jamba"], batch_size=draw(rng, 2, 4))
     state(student, "pythia-2.8b", configs["pythia"])

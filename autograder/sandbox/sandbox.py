@@ -158,18 +158,33 @@ class Sandbox:
         """bubblewrap builds the sandbox; with a cgroup, a tiny launcher joins it first and then becomes bwrap, so
         every sandbox process starts inside it."""
         slot = gpus.resolve_slot(self.gpu) if self.gpu is not None else None  # GpuError: the set-up is wrong, stop
-        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=slot, bwrap=bwrap)
+        host_id = bw.sandbox_host_id()  # a root grader: the sandbox uid maps onto this unprivileged host uid
+        root_map, ours = bw.open_root_map(host_id) if host_id is not None else (None, [])
+        if host_id is not None:
+            assert self._root is not None
+            bw.give_work_dir(self._root / "work", host_id)
+            self._host_id = host_id
+        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=slot, bwrap=bwrap, root_map=root_map)
         if self._cgroup is not None:
             files = self._cgroup.procs_files()
             script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done; '
             script += 'exec "$@"'
             argv = ["/bin/sh", "-c", script, "sh", str(len(files)), *files, *argv]
-        self._popen(argv, {"PATH": "/usr/bin:/bin"}, cwd=None)
+        passed = [root_map.block_fd, root_map.info_fd, root_map.seccomp_fd] if root_map is not None else []
+        self._popen(argv, {"PATH": "/usr/bin:/bin"}, cwd=None, pass_fds=passed, start=root_map is None)
+        if root_map is not None:
+            failed = bw.release_root_map(root_map, ours, self.limits.startup_s)
+            if failed is not None:  # the runner never starts: the wait for its hello reports the crash
+                self._stderr_tail.append(f"sparkgrade: {failed}\n".encode())
+                self._terminate()
+            self._start_protocol()
 
-    def _popen(self, argv: list[str], env: dict[str, str], cwd: str | None) -> None:
+    def _popen(self, argv: list[str], env: dict[str, str], cwd: str | None, pass_fds: list[int] | None = None,
+               start: bool = True) -> None:
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env=env, cwd=cwd, start_new_session=True)
-        self._start_protocol()
+                                      env=env, cwd=cwd, start_new_session=True, pass_fds=pass_fds or ())
+        if start:
+            self._start_protocol()
 
     def _spawn_warm(self, mounts: bw.Mounts, env: dict[str, str]) -> bool:
         """Fork the sandbox from the warm zygote; False (start it cold) where the warm start is unavailable."""

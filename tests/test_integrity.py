@@ -630,9 +630,11 @@ def _host_uid_of(uid_map: str, inside_uid: int) -> int:
 
 
 @pytest.mark.slow
-def test_a_warm_sandbox_of_a_root_grader_runs_as_an_unprivileged_host_uid():
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+def test_a_sandbox_of_a_root_grader_runs_as_an_unprivileged_host_uid(warm):
     """Read inside, by a notebook cell and by a call: the sandbox's uid maps onto a host uid that is neither 0 nor
-    the grader's, and the work folder is that uid's alone; files the grader writes and reads back still work."""
+    the grader's, with no capabilities and no nested user namespace; the work folder is that uid's alone, what the
+    sandbox writes there is that uid's on the host, and the grader still reads it back."""
     import json
     import os
 
@@ -644,15 +646,20 @@ def test_a_warm_sandbox_of_a_root_grader_runs_as_an_unprivileged_host_uid():
     check_sandbox_available()
     if os.geteuid() != 0:
         pytest.skip("the grader is not root: the sandbox maps onto the grader's own uid, nobody special on the host")
-    source = ("import os, json\ndef ids():\n    return open('/proc/self/uid_map').read(), os.getuid()\n"
-              "print(json.dumps(ids()))\nopen('/submission/written.txt', 'w').write('inside')")
+    source = ("import os, json, ctypes\ndef ids():\n    return open('/proc/self/uid_map').read(), os.getuid()\n"
+              "caps = [line.split()[1] for line in open('/proc/self/status')\n"
+              "        if line.startswith(('CapPrm', 'CapEff', 'CapBnd'))]\n"
+              "nested = ctypes.CDLL(None, use_errno=True).unshare(0x10000000)  # CLONE_NEWUSER\n"
+              "print(json.dumps([ids(), caps, nested]))\nopen('/submission/written.txt', 'w').write('inside')")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    with Sandbox(nbformat.writes(nb).encode(), warm=True) as sandbox:
+    with Sandbox(nbformat.writes(nb).encode(), warm=warm) as sandbox:
         run = sandbox.run()
-        if not sandbox.timings.get("warm_start"):
+        if warm and not sandbox.timings.get("warm_start"):
             pytest.skip(f"no warm start on this host ({zg.__name__}: cgroups or namespaces unavailable)")
-        assert run.status == "ok", run.detail
-        printed = json.loads(nbformat.reads(run.notebook.decode(), 4).cells[0].outputs[0]["text"])
+        assert bool(sandbox.timings.get("warm_start")) == warm
+        assert run.status == "ok", (run.detail, sandbox.stderr_tail())
+        printed, caps, nested = json.loads(nbformat.reads(run.notebook.decode(), 4).cells[0].outputs[0]["text"])
+        assert caps == ["0000000000000000"] * 3 and nested == -1
         called = sandbox.call("ids")
         assert called.ok, called.error
         for uid_map, uid in (printed, called.value):
@@ -660,4 +667,62 @@ def test_a_warm_sandbox_of_a_root_grader_runs_as_an_unprivileged_host_uid():
             assert host not in (0, os.geteuid()), uid_map
         work = sandbox.work_dir
         assert work.stat().st_uid == host and work.stat().st_mode & 0o077 == 0  # writable for that uid only
+        assert (work / "written.txt").stat().st_uid == host  # the host's own view agrees with the map read inside
         assert (work / "written.txt").read_text() == "inside"  # the grader reads back what the sandbox wrote
+
+
+def test_the_seccomp_program_refuses_nested_user_namespaces_and_nothing_else(tmp_path):
+    """Cold starts of a root grader replace bwrap's --disable-userns by this program (bwrap.RootMap): loaded into a
+    child here, it refuses unshare(CLONE_NEWUSER) and clone3, while threads and subprocesses still start."""
+    import platform
+    import subprocess
+    import sys
+
+    from autograder.sandbox import bwrap as bw
+
+    if platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip(f"no seccomp program for {platform.machine()}")
+    (tmp_path / "prog").write_bytes(bw.seccomp_no_userns())
+    child = (
+        "import ctypes, subprocess, sys, threading\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "prog = open(sys.argv[1], 'rb').read()\n"
+        "buf = ctypes.create_string_buffer(prog)\n"
+        "class Fprog(ctypes.Structure):\n"
+        "    _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_void_p)]\n"
+        "fp = Fprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))\n"
+        "assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS\n"
+        "assert libc.prctl(22, 2, ctypes.byref(fp), 0, 0) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER\n"
+        "out = []\n"
+        "out.append(libc.unshare(0x10000000) == -1 and ctypes.get_errno() == 1)  # EPERM\n"
+        "out.append(libc.unshare(0) == 0)  # unshare without CLONE_NEWUSER passes the program\n"
+        "out.append(libc.syscall(435, 0, 0) == -1 and ctypes.get_errno() == 38)  # clone3: ENOSYS, libc falls back\n"
+        "t = threading.Thread(target=out.append, args=(True,)); t.start(); t.join()\n"
+        "out.append(subprocess.run(['/bin/true']).returncode == 0)\n"
+        "print(out)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child, str(tmp_path / "prog")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[True, True, True, True, True]"
+
+
+def test_a_root_graders_cold_argv_waits_for_the_map_and_drops_to_the_sandbox_uid(tmp_path):
+    from pathlib import Path
+
+    from autograder.sandbox import bwrap as bw
+
+    mounts = bw.Mounts(work_dir=tmp_path / "work", etc_dir=tmp_path / "etc", runner_dir=tmp_path / "inside",
+                       python_dirs=(Path("/root/.pyenv/versions/3.11"), Path("/usr")))
+    root_map = bw.RootMap(host_id=65534, block_fd=11, info_fd=12, seccomp_fd=13)
+    argv = bw.build_argv(mounts, {}, tmp_bytes=1 << 20, root_map=root_map)
+    joined = " ".join(argv)
+    assert "--disable-userns" not in argv and "--uid" not in argv  # bwrap refuses both with a block fd
+    assert "--userns-block-fd 11 --info-fd 12 --seccomp 13" in joined
+    assert "--perms 0755 --dir /root --perms 0755 --dir /root/.pyenv" in joined and "--dir /usr" not in joined
+    assert "--perms 1777 --tmpfs /tmp" in joined
+    tail = argv[argv.index("--", argv.index("--chdir")) + 1:]
+    assert tail[0] == bw.SETPRIV and "--reuid=65534" in tail and "--bounding-set=-all" in tail
+    assert tail[tail.index("--") + 2:] == ["-I", bw.INSIDE_RUNNER]
+    plain = bw.build_argv(mounts, {}, tmp_bytes=1 << 20)
+    assert "--disable-userns" in plain and bw.SETPRIV not in plain and "--perms" not in plain

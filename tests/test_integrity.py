@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -170,7 +171,7 @@ def test_a_worker_that_raises_does_not_escape_run_local(toy, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("stamp", [b"garbage", b"2026-13-45 99:99:99", b"\xff\xfe" * 50, b"9" * 5000,
-                                   b"2026-01-01 00:00:00 /etc/shadow", "symlink", "directory"])
+                                   b"2026-01-01 00:00:00 /etc/shadow", "symlink", "directory", "huge", "fifo"])
 def test_a_garbage_or_planted_timestamp_is_a_flag_and_the_batch_goes_on(toy, tmp_path, monkeypatch, stamp):
     from toylab import LAB
 
@@ -183,6 +184,11 @@ def test_a_garbage_or_planted_timestamp_is_a_flag_and_the_batch_goes_on(toy, tmp
         (folder / "timestamp.txt").symlink_to("/etc/passwd")
     elif stamp == "directory":
         (folder / "timestamp.txt").mkdir()
+    elif stamp == "huge":  # 4 GiB, sparse: the grader must not read it (nor fill its memory) to refuse it
+        with open(folder / "timestamp.txt", "wb") as f:
+            f.truncate(4 << 30)
+    elif stamp == "fifo":  # opening a FIFO for reading would wait for a writer forever
+        os.mkfifo(folder / "timestamp.txt")
     else:
         (folder / "timestamp.txt").write_bytes(stamp)
     (course / "submitted" / "late" / LAB / "timestamp.txt").write_text("2026-01-01 02:00:00.000000 UTC")

@@ -732,3 +732,19 @@ def test_a_root_graders_cold_argv_waits_for_the_map_and_drops_to_the_sandbox_uid
     assert tail[tail.index("--") + 2:] == ["-I", bw.INSIDE_RUNNER]
     plain = bw.build_argv(mounts, {}, tmp_bytes=1 << 20)
     assert "--disable-userns" in plain and bw.SETPRIV not in plain and "--perms" not in plain
+
+
+def test_a_root_graders_models_folder_is_opened_to_the_sandbox_uid_it_maps_onto(tmp_path):
+    """save_pretrained writes 0600 files and pytest 0700 folders: nobody on the host could not load them."""
+    import stat
+
+    from autograder.sandbox import bwrap as bw
+
+    models = tmp_path / "models"
+    (models / "tiny").mkdir(parents=True)
+    (models / "tiny" / "model.safetensors").write_bytes(b"weights")
+    (models / "tiny" / "model.safetensors").chmod(0o600)
+    models.chmod(0o700)
+    assert bw.open_models_to_others(models) is None
+    assert stat.S_IMODE(models.stat().st_mode) == 0o705
+    assert stat.S_IMODE((models / "tiny" / "model.safetensors").stat().st_mode) == 0o604

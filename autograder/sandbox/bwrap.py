@@ -11,6 +11,7 @@ import os
 import platform
 import select
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -310,6 +311,23 @@ def give_work_dir(work: Path, host_id: int | None) -> None:
         if not path.is_symlink():
             os.chown(path, owner, owner)
     work.chmod(0o700 if host_id is not None else 0o755)
+
+
+@functools.cache
+def open_models_to_others(models_dir: Path) -> str | None:
+    """A root grader's sandbox uid is nobody on the host, so it reads the lab's models only where others may: add
+    o+r (files) and o+rx (folders) where missing, once per folder and process. They are the public weights the
+    sandbox is given to read anyway (save_pretrained writes 0600 files). None when done, else why not."""
+    try:
+        for top, _dirs, files in os.walk(models_dir, followlinks=True):
+            for name in (top, *(os.path.join(top, f) for f in files)):
+                mode = os.stat(name).st_mode
+                want = 0o005 if stat.S_ISDIR(mode) else 0o004
+                if mode & want != want:
+                    os.chmod(name, stat.S_IMODE(mode) | want)
+    except OSError as exc:
+        return f"the models folder {models_dir} is not readable by the sandbox's host uid ({exc}): chmod -R o+rX it"
+    return None
 
 
 def find_bwrap() -> str | None:

@@ -129,6 +129,9 @@ class Sandbox:
             self._spawn_plain(env)
             return
         bwrap = bw.check_sandbox_available()
+        if self._models_dir is not None and bw.sandbox_host_id() is not None:
+            if (why := bw.open_models_to_others(self._models_dir)) is not None:
+                sys.stderr.write(f"sparkgrade: {why}\n")
         mounts = bw.Mounts(work_dir=self._root / "work", etc_dir=self._root / "etc", runner_dir=INSIDE_DIR,
                            python_dirs=bw.python_dirs(), models_dir=self._models_dir)
         self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes, self.limits.cpus)

@@ -748,3 +748,25 @@ def test_a_root_graders_models_folder_is_opened_to_the_sandbox_uid_it_maps_onto(
     assert bw.open_models_to_others(models) is None
     assert stat.S_IMODE(models.stat().st_mode) == 0o705
     assert stat.S_IMODE((models / "tiny" / "model.safetensors").stat().st_mode) == 0o604
+
+
+def test_a_forbidden_call_is_shown_on_the_feedback_page_and_in_the_class_report(tmp_path):
+    """The flag that run_all_checks makes (see above) reaches the student's page and the instructor's report."""
+    from autograder.checks.runner import apply_forbid
+    from autograder.feedback.page import write_feedback
+    from autograder.feedback.report import write_report
+
+    rubric = _rubric_with_policy("zero")
+    check = CheckResult("lbl_uniform", "load_balancing_loss", 2.0, 2.0, "passed")
+    called = ["transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func"]
+    checks, flags = apply_forbid(rubric, [check], {"load_balancing_loss": called})
+    rec = GradeRecord(student="s1", assignment=LBL_LAB, status="graded", score=0.0, max_score=2.0,
+                      checks=tuple(checks), flags=(*flags, Flag("late", "-1 h")), content_hash="h", seed="s",
+                      rubric_version="1", sandboxed=True)
+    page = write_feedback(tmp_path, rec, rubric, "cpu").read_text()
+    assert 'id="forbidden-calls"' in page and "modeling_mixtral.load_balancing_loss_func" in page
+    assert "-1 h" not in page  # only forbidden calls are the student's business on this page
+    clean = GradeRecord(**{**rec.__dict__, "student": "s2", "flags": ()})
+    assert 'id="forbidden-calls"' not in write_feedback(tmp_path, clean, rubric, "cpu").read_text()
+    report = write_report(tmp_path, [rec, clean], rubric).read_text()
+    assert "forbidden-call" in report and "modeling_mixtral.load_balancing_loss_func" in report

@@ -175,6 +175,7 @@ def feedback_context(record: GradeRecord, rubric: Rubric, notebook: bytes | None
         "passed": sum(c.status == "passed" for c in checks),
         "groups": groups,
         "status_note": STATUS_NOTES.get(record.status, ""),
+        "forbidden": [f for f in record.flags if f.kind == "forbidden-call"],  # rubric `forbid:`, seen inside
         "benchmarks": benchmarks,
         "notebook": nb,
         "notebook_s": record.timings.get("notebook_s"),

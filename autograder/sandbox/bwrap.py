@@ -60,6 +60,12 @@ class RootMap:
     block_fd: int  # bwrap reads one byte here once the map is written
     info_fd: int  # bwrap writes {"child-pid": ...} here
     seccomp_fd: int  # a BPF program (seccomp_no_userns), read once by bwrap
+    block_w: int = -1  # the grader's ends of block_fd and info_fd
+    info_r: int = -1
+
+    @property
+    def child_fds(self) -> tuple[int, ...]:
+        return self.block_fd, self.info_fd, self.seccomp_fd
 
 
 def seccomp_no_userns(machine: str | None = None) -> bytes:
@@ -80,23 +86,23 @@ def seccomp_no_userns(machine: str | None = None) -> bytes:
     return b"".join(struct.pack("HBBI", *op) for op in program)
 
 
-def open_root_map(host_id: int) -> tuple[RootMap, list[int]]:
-    """The pipes of a RootMap, and the grader's ends (the write end of block_fd, the read end of info_fd) in that
-    order; the child's ends are closed by release_root_map."""
+def open_root_map(host_id: int, work: Path) -> RootMap:
+    """The work folder given to ``host_id`` (give_work_dir) and the pipes of a RootMap."""
+    give_work_dir(work, host_id)
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe()
     seccomp_r, seccomp_w = os.pipe()
     os.write(seccomp_w, seccomp_no_userns())  # 112 bytes: fits any pipe buffer
     os.close(seccomp_w)
-    return RootMap(host_id, block_r, info_w, seccomp_r), [block_w, info_r]
+    return RootMap(host_id, block_r, info_w, seccomp_r, block_w, info_r)
 
 
-def release_root_map(root_map: RootMap, ours: list[int], timeout_s: float) -> str | None:
+def release_root_map(root_map: RootMap, timeout_s: float) -> str | None:
     """After bwrap started: read its child's pid, write the uid and gid maps, let it go on. None when done, else why
     not (bwrap then exits or is killed by the caller; nothing runs as the wrong uid: bwrap waits for the map)."""
-    block_w, info_r = ours
-    for fd in (root_map.block_fd, root_map.info_fd, root_map.seccomp_fd):
+    for fd in root_map.child_fds:
         os.close(fd)
+    block_w, info_r = root_map.block_w, root_map.info_r
     try:
         data = b""
         deadline = time.monotonic() + timeout_s

@@ -128,9 +128,9 @@ class Sandbox:
             self._spawn_plain(env)
             return
         bwrap = bw.check_sandbox_available()
-        if self._models_dir is not None and bw.sandbox_host_id() is not None:
-            if (why := bw.open_models_to_others(self._models_dir)) is not None:
-                sys.stderr.write(f"sparkgrade: {why}\n")
+        if self._models_dir is not None and bw.sandbox_host_id() is not None and (
+                why := bw.open_models_to_others(self._models_dir)) is not None:
+            sys.stderr.write(f"sparkgrade: {why}\n")
         mounts = bw.Mounts(work_dir=self._root / "work", etc_dir=self._root / "etc", runner_dir=INSIDE_DIR,
                            python_dirs=bw.python_dirs(), models_dir=self._models_dir)
         self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes, self.limits.cpus)
@@ -160,33 +160,23 @@ class Sandbox:
         """bubblewrap builds the sandbox; with a cgroup, a tiny launcher joins it first and then becomes bwrap, so
         every sandbox process starts inside it."""
         slot = gpus.resolve_slot(self.gpu) if self.gpu is not None else None  # GpuError: the set-up is wrong, stop
-        host_id = bw.sandbox_host_id()  # a root grader: the sandbox uid maps onto this unprivileged host uid
-        root_map, ours = bw.open_root_map(host_id) if host_id is not None else (None, [])
-        if host_id is not None:
-            assert self._root is not None
-            bw.give_work_dir(self._root / "work", host_id)
-            self._host_id = host_id
+        self._host_id = bw.sandbox_host_id()  # a root grader: the sandbox uid maps onto this unprivileged host uid
+        root_map = bw.open_root_map(self._host_id, self.work_dir) if self._host_id is not None else None
         argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=slot, bwrap=bwrap, root_map=root_map)
         if self._cgroup is not None:
             files = self._cgroup.procs_files()
             script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done; '
             script += 'exec "$@"'
             argv = ["/bin/sh", "-c", script, "sh", str(len(files)), *files, *argv]
-        passed = [root_map.block_fd, root_map.info_fd, root_map.seccomp_fd] if root_map is not None else []
-        self._popen(argv, {"PATH": "/usr/bin:/bin"}, cwd=None, pass_fds=passed, start=root_map is None)
-        if root_map is not None:
-            failed = bw.release_root_map(root_map, ours, self.limits.startup_s)
-            if failed is not None:  # the runner never starts: the wait for its hello reports the crash
-                self._stderr_tail.append(f"sparkgrade: {failed}\n".encode())
-                self._terminate()
-            self._start_protocol()
+        self._popen(argv, {"PATH": "/usr/bin:/bin"}, cwd=None, pass_fds=root_map.child_fds if root_map else ())
+        if root_map is not None and (failed := bw.release_root_map(root_map, self.limits.startup_s)) is not None:
+            self._stderr_tail.append(f"sparkgrade: {failed}\n".encode())  # the wait for the runner's hello reports it
+            self._terminate()
 
-    def _popen(self, argv: list[str], env: dict[str, str], cwd: str | None, pass_fds: list[int] | None = None,
-               start: bool = True) -> None:
+    def _popen(self, argv: list[str], env: dict[str, str], cwd: str | None, pass_fds: tuple[int, ...] = ()) -> None:
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env=env, cwd=cwd, start_new_session=True, pass_fds=pass_fds or ())
-        if start:
-            self._start_protocol()
+                                      env=env, cwd=cwd, start_new_session=True, pass_fds=pass_fds)
+        self._start_protocol()
 
     def _spawn_warm(self, mounts: bw.Mounts, env: dict[str, str]) -> bool:
         """Fork the sandbox from the warm zygote; False (start it cold) where the warm start is unavailable."""

@@ -134,6 +134,8 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
     flags: list[Flag] = [] if not ctx.no_sandbox else [Flag("unsandboxed", "graded with --no-sandbox: trusted "
                                                              "self-test only, student code ran unconfined")]
     try:
+        if sub.problem:  # no notebook under the expected name: the reason says what the folder held
+            raise InvalidNotebook(sub.problem)
         nb = read_submission(sub.notebook)
     except InvalidNotebook as exc:
         return GradeRecord(status="invalid", score=0.0, checks=_zero(rubric, str(exc)), flags=tuple(flags),

@@ -130,10 +130,18 @@ def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
                              initargs=(gpus or None, counter)) as pool:
         pending: set[Future] = {pool.submit(_run_in_worker, t) for t in tasks}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield fut.result()
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        except KeyboardInterrupt:
+            # Ctrl-C stops now: queued tasks are dropped and running ones killed (their sandboxes die with them),
+            # instead of waiting for every running submission to finish. What is stored stays stored.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+            raise
 
 
 def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]:

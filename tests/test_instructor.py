@@ -3,11 +3,26 @@ Each bad input an instructor met (issue 19) is a named case here; the toy lab ke
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from toylab import LAB, notebook_bytes
 
 from autograder import cli
+from autograder.db.store import CourseStore
 from autograder.intake.submission import find_submissions, read_submission_folder
 from autograder.order import natural_key
+from autograder.records import CheckResult, GradeRecord
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_line(text: str) -> str:
@@ -44,8 +59,6 @@ def test_a_folder_without_the_expected_notebook_is_found_and_says_what_it_holds(
 
 
 def test_misnamed_notebook_is_stored_invalid_and_exported(toy, tmp_path, capsys):
-    import json
-
     course = tmp_path / "course"
     (course / "submitted" / "s7" / LAB).mkdir(parents=True)
     notebook_bytes(course / "submitted" / "s7" / LAB / "Untitled.ipynb")
@@ -56,3 +69,250 @@ def test_misnamed_notebook_is_stored_invalid_and_exported(toy, tmp_path, capsys)
     (row,) = json.loads(capsys.readouterr().out)
     assert row["student"] == "s7" and row["status"] == "invalid" and row["score"] == 0
     assert "found Untitled.ipynb, expected" in row["checks"][0]["message"]
+
+
+# -- one line per failure, with its own exit code -------------------------------------------------------------------
+
+
+def record(student: str, score: float = 3.0) -> GradeRecord:
+    checks = (CheckResult("softmax_rows", "softmax", min(score, 2.0), 2.0, "passed" if score >= 2 else "failed"),
+              CheckResult("softmax_shape", "softmax", 1.0, 1.0, "passed"),
+              CheckResult("clip_norm_value", "clip_norm", max(score - 3.0, 0.0), 1.0, "failed", "expected 1.0"))
+    return GradeRecord(student=student, assignment=LAB, status="graded", score=score, max_score=4.0, checks=checks,
+                       flags=(), content_hash=f"hash-{student}", seed="seed", rubric_version="1", sandboxed=True)
+
+
+@pytest.fixture
+def graded(toy, tmp_path) -> Path:
+    """A course with three stored grades (no sandbox needed: the store is filled directly)."""
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "nbgrader_config.py").write_text("c = get_config()\n")
+    with CourseStore(course) as store:
+        for student, score in (("s10", 4.0), ("s7", 3.0), ("s2", 1.0)):
+            store.save(record(student, score), None)
+    return course
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_export_format_follows_the_file_suffix_and_contradictions_are_refused(graded, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "export", graded, "-o", tmp_path / "grades.csv")
+    assert code == 0 and "(csv)" in err
+    text = (tmp_path / "grades.csv").read_text()
+    assert text.startswith("student,assignment,status,")
+    assert stat.S_IMODE((tmp_path / "grades.csv").stat().st_mode) == 0o644  # readable by the group and others
+    code, _, err = run_cli(capsys, "export", graded, "-o", tmp_path / "grades.json", "--format", "csv")
+    assert code == 2 and "contradicts the file name" in one_line(err)
+    code, _, err = run_cli(capsys, "export", graded, "-o", tmp_path / "grades.txt")
+    assert code == 2 and "add --format json, csv or canvas" in one_line(err)
+    assert not (tmp_path / "grades.json").exists() and not (tmp_path / "grades.txt").exists()
+
+
+def test_export_students_are_in_natural_order(graded, capsys):
+    code, out, _ = run_cli(capsys, "export", graded)
+    assert code == 0 and [r["student"] for r in json.loads(out)] == ["s2", "s7", "s10"]
+
+
+@pytest.mark.parametrize(("case", "target", "message"), [
+    ("into a missing folder", "missing/grades.csv", "no folder"),
+    ("onto a folder", ".", "is a folder: give a file name"),
+])
+def test_export_output_path_problems_are_one_line_exit_4(graded, tmp_path, capsys, case, target, message):
+    code, _, err = run_cli(capsys, "export", graded, "-o", tmp_path / target, "--format", "csv")
+    assert code == 4 and message in one_line(err), case
+
+
+def test_export_of_a_mistyped_assignment_is_an_error_not_an_empty_list(graded, capsys):
+    code, out, err = run_cli(capsys, "export", graded, "--assignment", "lab-9.9.9-tyo")
+    assert code == 2 and out == ""
+    assert f"unknown lab 'lab-9.9.9-tyo'; did you mean {LAB}?" in one_line(err)
+
+
+def test_read_commands_never_create_a_database(graded, tmp_path, capsys):
+    typo = tmp_path / "course" / ".sparkgrade" / "grade.db"  # the real one is grades.db
+    for command in (["export", graded], ["report", graded, LAB], ["feedback", graded, LAB]):
+        code, _, err = run_cli(capsys, *command, "--db", f"sqlite:///{typo}")
+        assert code == 5 and f"no grade database at {typo}" in one_line(err), command
+        assert not typo.exists()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    code, _, err = run_cli(capsys, "export", fresh)
+    assert code == 2 and "no graded submissions in" in one_line(err)
+    assert not (fresh / ".sparkgrade").exists()
+
+
+@pytest.mark.parametrize(("url", "hint"), [
+    ("postgres://grader@db/course", "write postgresql+psycopg:// instead of postgres://"),
+    ("postgresql+psycopg2://grader@db/course", "write postgresql+psycopg:// instead of postgresql+psycopg2://"),
+    ("mysql://grader@db/course", "SQLite or PostgreSQL, not mysql"),
+    ("grades.db", "for a SQLite file write sqlite:///"),
+    ("sqlite://grades.db", "sqlite:// takes three slashes"),
+])
+def test_database_urls_get_a_hint_for_the_right_prefix(graded, capsys, url, hint):
+    code, _, err = run_cli(capsys, "export", graded, "--db", url)
+    assert code == 2 and hint in one_line(err)
+
+
+def test_a_read_only_course_folder_still_exports_and_grading_it_is_one_line(graded, tmp_path):
+    # A read-only bind mount (bubblewrap): read-only even for root, as a course folder on a read-only share is.
+    def sandboxed(*argv: str) -> subprocess.CompletedProcess:
+        cmd = ["bwrap", "--bind", "/", "/", "--ro-bind", str(graded), str(graded), "--dev", "/dev", "--proc", "/proc",
+               sys.executable, "-m", "autograder.cli", *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + str(ROOT / "tests")})
+
+    done = sandboxed("export", str(graded), "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(LAB) == 9 and "Traceback" not in done.stderr
+    done = sandboxed("grade", str(graded), LAB)
+    assert done.returncode == 4, done.stderr
+    assert "read-only" in one_line(done.stderr) or "must be writable" in one_line(done.stderr)
+
+
+def test_an_unreachable_scheduler_fails_fast_with_one_line(graded, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    code, _, err = run_cli(capsys, "grade", graded, LAB, "--scheduler", f"tcp://127.0.0.1:{port}")
+    assert code == 6 and "cannot reach the Dask scheduler" in one_line(err)
+    code, _, err = run_cli(capsys, "grade", graded, LAB, "--scheduler", "http://host:8786")
+    assert code == 2 and "not a Dask scheduler address" in one_line(err)
+
+
+@pytest.mark.parametrize("workers", ["0", "-3", "two"])
+def test_workers_must_be_a_positive_whole_number(graded, capsys, workers):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["grade", str(graded), LAB, "--workers", workers])
+    assert exit_.value.code == 2 and "--workers" in capsys.readouterr().err
+
+
+def test_a_second_grade_on_the_same_course_refuses_and_names_the_holder(graded, capsys):
+    from autograder.course.lock import grading_lock
+
+    with grading_lock(graded):
+        code, _, err = run_cli(capsys, "grade", graded, LAB)
+    assert code == 7 and f"pid {os.getpid()}" in one_line(err) and "--wait" in err
+    # released when the holder is done (or dies: the kernel drops a dead process's flock)
+    with grading_lock(graded):
+        pass
+
+
+def test_ctrl_c_says_stopping_and_what_is_kept(graded, capsys, monkeypatch):
+    import autograder.batch
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("SIGINT did not interrupt")
+
+    monkeypatch.setattr(autograder.batch, "grade_course", interrupted)
+    code, _, err = run_cli(capsys, "grade", graded, LAB)
+    assert code == 130
+    assert "stopping grading" in err and "Run the same command again to grade the rest" in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_full_disk_during_init_is_one_line_exit_4(toy, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import autograder.course.create as create
+
+    def full(src, dst, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    shutil.copy2(ROOT / "assignments" / "nbgrader_config.py", toy / "assignments" / "nbgrader_config.py")
+    monkeypatch.setattr(create.shutil, "copy2", full)
+    code, _, err = run_cli(capsys, "init", tmp_path / "course")
+    assert code == 4
+    assert one_line(err).endswith("nbgrader_config.py: the disk is full: free some space and run the command again "
+                                  "(nothing half-written was kept)")
+
+
+# -- init never overwrites ------------------------------------------------------------------------------------------
+
+
+def test_init_again_keeps_the_instructors_edits_and_force_backs_them_up(toy, tmp_path, capsys, tiny_models_cache):
+    shutil.copy2(ROOT / "assignments" / "nbgrader_config.py", toy / "assignments" / "nbgrader_config.py")
+    course = tmp_path / "course"
+    code, out, _ = run_cli(capsys, "init", course)
+    assert code == 0 and (course / "release" / LAB / f"{LAB}.ipynb").is_file()
+    notebook = course / "source" / LAB / f"{LAB}.ipynb"
+    config = course / "nbgrader_config.py"
+    notebook.write_text(notebook.read_text().replace("Toy lab", "Toy lab, edited by the instructor"))
+    config.write_text(config.read_text() + "\n# the instructor's own setting\n")
+    edited = {notebook: notebook.read_bytes(), config: config.read_bytes()}
+    shutil.rmtree(course / "release" / LAB)
+
+    code, out, _ = run_cli(capsys, "init", course)
+    assert code == 0 and {p: p.read_bytes() for p in edited} == edited  # nothing overwritten
+    assert f"kept as they were: nbgrader_config.py, source/{LAB}" in out and "--force" in out
+    # what was missing is added again, from the instructor's source
+    assert "edited by the instructor" in (course / "release" / LAB / f"{LAB}.ipynb").read_text()
+
+    code, out, _ = run_cli(capsys, "init", course, "--force")
+    assert code == 0 and "the old versions are in" in out
+    (backup,) = (course / ".sparkgrade" / "backups").iterdir()
+    assert (backup / "source" / LAB / f"{LAB}.ipynb").read_bytes() == edited[notebook]
+    assert (backup / "nbgrader_config.py").read_bytes() == edited[config]
+    assert "edited by the instructor" not in notebook.read_text()
+    assert config.read_bytes() == (ROOT / "assignments" / "nbgrader_config.py").read_bytes()
+    assert "edited by the instructor" not in (course / "release" / LAB / f"{LAB}.ipynb").read_text()
+
+
+# -- integrity messages say what happened and what was graded -------------------------------------------------------
+
+
+def stripped(nb_bytes: bytes):
+    import nbformat
+
+    nb = nbformat.reads(nb_bytes.decode(), as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    return nb
+
+
+def test_a_notebook_without_nbgrader_metadata_gets_one_clear_flag_and_no_duplicate_ids(toy, tmp_path, capfd):
+    import warnings
+
+    import nbformat
+
+    from autograder.intake.notebook import repair_locked_cells
+
+    source = nbformat.reads(notebook_bytes(tmp_path / "source.ipynb").decode(), as_version=4)
+    submitted = stripped(notebook_bytes(tmp_path / "s.ipynb"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        repair = repair_locked_cells(submitted, source)
+        nbformat.writes(repair.notebook)
+    (flag,) = repair.flags
+    assert flag.kind == "metadata-stripped"
+    assert "your cells ran as you wrote them, after the course's 2 locked cells, which were put back" in flag.message
+    ids = [c.id for c in repair.notebook.cells]
+    assert len(ids) == len(set(ids)) and not caught
+    assert "DuplicateCellId" not in capfd.readouterr().err
+
+
+def test_a_duplicated_answer_cell_says_the_second_copy_was_graded_and_it_was(toy, tmp_path):
+    import copy
+
+    import nbformat
+    from toylab import SOLUTION_SOFTMAX
+
+    from autograder.grading import grade_submission, load_lab
+    from autograder.intake.submission import Submission
+
+    nb = nbformat.reads(notebook_bytes(tmp_path / "s.ipynb", softmax="def softmax(x):\n    return x").decode(),
+                        as_version=4)
+    first = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "softmax")
+    second = nbformat.v4.new_code_cell(SOLUTION_SOFTMAX, metadata=copy.deepcopy(nb.cells[first].metadata))
+    nb.cells.insert(first + 1, second)
+    record, _ = grade_submission(Submission("s", LAB, nbformat.writes(nb).encode()), load_lab(None, LAB), "seed")
+    (flag,) = [f for f in record.flags if f.kind == "tampered"]
+    assert flag.message == (f"cell 'softmax' appears twice (cells {first + 1} and {first + 2}, counting from 1): "
+                            "both ran in order, so what the second copy defines is what was graded")
+    softmax = [c for c in record.checks if c.function == "softmax"]
+    assert all(c.status == "passed" for c in softmax)  # the (correct) second copy is the one graded

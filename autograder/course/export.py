@@ -10,6 +10,7 @@ from pathlib import Path
 
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
+from autograder.order import natural_key
 from autograder.records import GradeRecord
 
 
@@ -42,7 +43,7 @@ def to_canvas(records: Iterable[GradeRecord]) -> str:
     writer = csv.writer(out)
     writer.writerow(["Student", "ID", "SIS User ID", "Section", *labs])
     writer.writerow(["Points Possible", "", "", "", *(maxima[lab] for lab in labs)])
-    for student in sorted(rows):
+    for student in sorted(rows, key=natural_key):
         writer.writerow([student, "", student, "", *(rows[student].get(lab, "") for lab in labs)])
     return out.getvalue()
 
@@ -54,5 +55,6 @@ def export_records(course: Path, assignment: str | None, fmt: str, db_url: str |
     """(the export as text, how many records it holds)."""
     if not course.is_dir():
         raise UserError(f"no course folder at {course}")
-    records = list(CourseStore(course, db_url).records(assignment))
+    with CourseStore(course, db_url, readonly=True) as store:  # a read: never creates or migrates a database
+        records = list(store.records(assignment))
     return FORMATS[fmt](records), len(records)

@@ -34,7 +34,7 @@ def _records(course_dir: Path, lab: str, db_url: str | None = None) -> list[Grad
     if not course_dir.is_dir():
         raise UserError(f"{course_dir}: no such course folder")
     check_lab(lab)
-    with CourseStore(course_dir, db_url) as store:
+    with CourseStore(course_dir, db_url, readonly=True) as store:  # a read: never creates a database
         records = list(store.records(lab))
     if not records:
         raise UserError(f"no graded submissions of {lab} in {course_dir}: run `sparkgrade grade {course_dir} {lab}` "

@@ -205,7 +205,7 @@ def write_feedback(course_dir: Path, record: GradeRecord, rubric: Rubric, hardwa
     out_dir = feedback_dir(course_dir, student, lab)
     out_dir.mkdir(parents=True, exist_ok=True)
     page = out_dir / f"{lab}.html"
-    atomic_write(page, html.encode("utf-8"))
+    atomic_write(page, html.encode("utf-8"), mode=0o644)  # readable by a web server or a TA account
     for name in NBGRADER_FILES:
         data = _read_bounded(submitted / name, 4096)
         if data is not None:

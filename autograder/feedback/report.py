@@ -14,6 +14,7 @@ from autograder.db.store import atomic_write
 from autograder.feedback import figures
 from autograder.feedback.page import feedback_dir, split_diagnosis
 from autograder.feedback.render import render
+from autograder.order import natural_key
 from autograder.records import GradeRecord
 from autograder.rubric import Rubric
 
@@ -73,7 +74,7 @@ def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: d
                 "name": name, "students": int(g["student"].nunique()), "checks": len(g),
                 "functions": ", ".join(sorted(g["function"].unique())),
                 "explanation": split_diagnosis(g["diagnosis"].iloc[0])[1],
-                "who": sorted(g["student"].unique()),
+                "who": sorted(g["student"].unique(), key=natural_key),
             })
         misconceptions.sort(key=lambda m: (-m["students"], -m["checks"], m["name"]))
     unexplained = checks[(checks["status"] == "failed") & (checks["misconception"] == "")]
@@ -81,7 +82,8 @@ def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: d
     flagged = [{"student": r.student, "status": r.status, "flags": list(r.flags)} for r in records if r.flags]
     slowest = (subs.dropna(subset=["total_s"]).sort_values("total_s", ascending=False).head(SLOWEST)
                .to_dict("records"))
-    not_graded = subs[subs["status"] != "graded"].sort_values(["status", "student"]).to_dict("records")
+    not_graded = sorted(subs[subs["status"] != "graded"].to_dict("records"),
+                        key=lambda r: (r["status"], natural_key(r["student"])))
 
     hist = figures.data_uri(figures.score_histogram_png(scores.tolist(), max_score)) if len(subs) else ""
     return {
@@ -117,5 +119,6 @@ def write_report(course_dir: Path, records: list[GradeRecord], rubric: Rubric) -
         page = feedback_dir(course_dir, r.student, rubric.lab) / f"{rubric.lab}.html"
         if page.is_file():
             links[r.student] = "../feedback/" + "/".join(quote(p, safe="") for p in (r.student, rubric.lab, page.name))
-    atomic_write(path, render("report.html.j2", **report_context(records, rubric, links)).encode("utf-8"))
+    atomic_write(path, render("report.html.j2", **report_context(records, rubric, links)).encode("utf-8"),
+                 mode=0o644)  # readable by a web server or a TA account
     return path

@@ -218,7 +218,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt = preflight.export_format(args.format, args.output)
     output = preflight.output_file(args.output) if args.output else None
     preflight.database_url(args.db)
-    text, count = export_records(course_dir, args.assignment, fmt, args.db)
+    export = export_records(course_dir, args.assignment, fmt, args.db)
+    text, count = export.text, export.count
+    if export.provisional:
+        print(f"{export.provisional} of {count} total(s) are provisional: their written answers are not graded in "
+              "formgrader yet (`final` is false; the total is autograded + written so far)", file=sys.stderr)
     if count == 0:
         print(f"no graded submissions{f' of {args.assignment}' if args.assignment else ''} in {course_dir}: "
               "run `sparkgrade grade` first", file=sys.stderr)

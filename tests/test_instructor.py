@@ -20,7 +20,7 @@ from autograder import cli
 from autograder.db.store import CourseStore
 from autograder.intake.submission import find_submissions, read_submission_folder
 from autograder.order import natural_key
-from autograder.records import CheckResult, GradeRecord
+from autograder.records import CheckResult, Flag, GradeRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -316,3 +316,129 @@ def test_a_duplicated_answer_cell_says_the_second_copy_was_graded_and_it_was(toy
                             "both ran in order, so what the second copy defines is what was graded")
     softmax = [c for c in record.checks if c.function == "softmax"]
     assert all(c.status == "passed" for c in softmax)  # the (correct) second copy is the one graded
+
+
+# -- one total: autograded + written (formgrader), and whether it is final ------------------------------------------
+
+
+@pytest.fixture
+def written_course(tmp_path, monkeypatch, tiny_models_cache) -> Path:
+    """The toy lab with a 2-point written answer, as an nbgrader course (gradebook.db by generate_assignment) in
+    which s7's autograded record (3/4) is stored and mirrored into nbgrader's gradebook."""
+    from toylab import make_toy_lab, source_cells
+
+    from assignments import nbbuild
+    from autograder.course.create import init_course
+    from autograder.course.gradebook import sync_record
+
+    root = make_toy_lab(tmp_path / "lab")
+    nbbuild.write(root / "assignments" / "source" / LAB / f"{LAB}.ipynb",
+                  source_cells(extra=nbbuild.written("q_why", "Why subtract the maximum?", points=2)), title="toy")
+    shutil.copy2(ROOT / "assignments" / "nbgrader_config.py", root / "assignments" / "nbgrader_config.py")
+    monkeypatch.setenv("SPARKGRADE_RUBRICS", str(root / "rubrics"))
+    monkeypatch.setenv("SPARKGRADE_ASSIGNMENTS", str(root / "assignments"))
+    course = tmp_path / "course"
+    init_course(course)
+    with CourseStore(course) as store:
+        store.save(record("s7", 3.0), None)
+    sync_record(course, record("s7", 3.0))
+    return course
+
+
+def grade_written_answer(course: Path, student: str, points: float) -> None:
+    """What formgrader does when the instructor grades the written answer."""
+    from nbgrader.api import Gradebook
+
+    from autograder.course.gradebook import gradebook_url
+
+    with Gradebook(gradebook_url(course)) as gb:
+        grade = gb.find_grade("q_why", LAB, LAB, student)
+        grade.manual_score = points
+        grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def test_one_total_joins_the_written_answers_and_says_when_it_is_final(written_course, capsys):
+    code, out, err = run_cli(capsys, "export", written_course)
+    (row,) = json.loads(out)
+    assert code == 0 and (row["score"], row["max_score"]) == (3.0, 4.0)  # autograded, as before
+    assert (row["written_score"], row["written_max_score"], row["total_score"], row["total_max_score"]) == (
+        None, 2.0, 3.0, 6.0)
+    assert row["final"] is False and row["total_note"].startswith("provisional: 3/4 autograded; 1 written answer")
+    assert "1 of 1 total(s) are provisional" in one_line(err)
+
+    grade_written_answer(written_course, "s7", 1.5)
+    code, out, err = run_cli(capsys, "export", written_course)
+    (row,) = json.loads(out)
+    assert (row["written_score"], row["total_score"], row["total_max_score"], row["final"]) == (1.5, 4.5, 6.0, True)
+    assert row["total_note"] == "final: 3/4 autograded + 1.5/2 written (graded in formgrader)" and err == ""
+    code, out, _ = run_cli(capsys, "export", written_course, "--format", "canvas")
+    lines = out.splitlines()
+    assert lines[1].endswith(",6.0") and lines[2] == "s7,,s7,,4.5"  # Canvas gets the total, out of 6
+
+    assert run_cli(capsys, "feedback", written_course, LAB)[0] == 0
+    page = (written_course / "feedback" / "s7" / LAB / f"{LAB}.html").read_text()
+    assert '/ 4 points</span><span class="of">autograded</span>' in page
+    assert "<strong>Total 4.5 / 6</strong>" in page and "final: 3/4" in page
+    assert run_cli(capsys, "report", written_course, LAB)[0] == 0
+    report = (written_course / "reports" / f"{LAB}.html").read_text()
+    assert "The written\n    answers (2 points) are graded in formgrader" in report and "1 of 1 are." in report
+    for path in (written_course / "feedback" / "s7" / LAB / f"{LAB}.html", written_course / "reports" / f"{LAB}.html"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by a web server or a TA account
+
+
+# -- the student's page: one line per unimplemented function, each reason and integrity note once ------------------
+
+
+def page_for(rec: GradeRecord) -> str:
+    from autograder.feedback.page import BenchmarksView, feedback_context
+    from autograder.feedback.render import render
+    from autograder.rubric import load_rubric
+
+    return render("feedback.html.j2", **feedback_context(rec, load_rubric(LAB), None, BenchmarksView()))
+
+
+def checks_of(softmax_messages: tuple[str, str]) -> tuple[CheckResult, ...]:
+    return (CheckResult("softmax_rows", "softmax", 0.0, 2.0, "error", softmax_messages[0]),
+            CheckResult("softmax_shape", "softmax", 0.0, 1.0, "error", softmax_messages[1]),
+            CheckResult("clip_norm_value", "clip_norm", 1.0, 1.0, "passed"))
+
+
+def test_an_unimplemented_function_is_one_line_not_a_box_per_check(toy):
+    import dataclasses
+
+    todo = "softmax raised NotImplementedError: write softmax"
+    rec = dataclasses.replace(record("s7"), score=1.0, checks=checks_of((todo, todo)))
+    text = page_for(rec)
+    assert "<code>softmax</code>: not implemented, 0/3</h3>" in text
+    assert 'class="card' not in text and text.count(todo) == 2  # once per row of the "All checks" table only
+    # two different failures of one function keep their own boxes: they say different things
+    text = page_for(dataclasses.replace(rec, checks=checks_of((todo, "probs differ from the reference"))))
+    assert "not implemented, 0/3" not in text and text.count('<article class="card') == 2
+
+
+def test_an_invalid_notebook_says_why_once_not_once_per_check(toy):
+    import dataclasses
+
+    reason = "the file is not a valid Jupyter notebook (Expecting value: line 1 column 1)"
+    rec = dataclasses.replace(record("s7"), status="invalid", score=0.0, reason=reason,
+                              checks=(*checks_of((reason, reason))[:2],
+                                      CheckResult("clip_norm_value", "clip_norm", 0.0, 1.0, "error", reason)))
+    text = page_for(rec)
+    assert text.count("not a valid Jupyter notebook") == 1 and 'class="card' not in text
+
+
+def test_integrity_notes_reach_the_student_once_and_instructor_only_flags_do_not(toy):
+    import dataclasses
+
+    restored = "locked cell 'setup' was edited: the course's original ran instead of the edited copy"
+    rec = dataclasses.replace(record("s7"), flags=(
+        Flag("tampered", restored), Flag("tampered", restored),
+        Flag("missing-cell", "the answer cell 'clip_norm' is missing from the submission: the grader ran the "
+                             "notebook without it"),
+        Flag("suspicious-code", "cell 3: replaces torch.testing.assert_close")))
+    text = page_for(rec)
+    notes = text[text.index('id="integrity"'):]
+    notes = notes[:notes.index("</div>")]
+    assert notes.count("locked cell &#39;setup&#39; was edited") == 1 and "clip_norm&#39; is missing" in notes
+    assert "assert_close" not in text  # for the instructor (class report), not a hint to the student

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autograder.course.totals import lab_totals
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.feedback.page import write_feedback
@@ -46,12 +47,13 @@ def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None) 
     """One page per graded submission of ``lab``; returns (pages written, student ids skipped as unusable)."""
     records = _records(course_dir, lab, db_url)
     rubric = load_rubric(lab)
+    totals = lab_totals(course_dir, lab, records)
     written, skipped = 0, []
     for record in records:
         if not _safe_name(record.student):
             skipped.append(record.student)
             continue
-        write_feedback(course_dir, record, rubric, rubric.hardware)
+        write_feedback(course_dir, record, rubric, rubric.hardware, totals.get(record.student))
         written += 1
     return written, skipped
 
@@ -59,4 +61,5 @@ def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None) 
 def write_class_report(course_dir: Path, lab: str, db_url: str | None = None) -> tuple[Path, int]:
     """The class page of ``lab`` for instructors; returns (its path, the number of submissions on it)."""
     records = _records(course_dir, lab, db_url)
-    return write_report(course_dir, records, load_rubric(lab)), len(records)
+    totals = lab_totals(course_dir, lab, records)
+    return write_report(course_dir, records, load_rubric(lab), totals), len(records)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from autograder.course.totals import Total
 from autograder.db.store import atomic_write
 from autograder.feedback import figures
 from autograder.feedback.page import feedback_dir, split_diagnosis
@@ -43,7 +44,8 @@ def checks_frame(records: Iterable[GradeRecord]) -> pd.DataFrame:
                                        "misconception", "diagnosis"])
 
 
-def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: dict[str, str]) -> dict[str, Any]:
+def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: dict[str, str],
+                   totals: dict[str, Total] | None = None) -> dict[str, Any]:
     subs = submissions_frame(records)
     checks = checks_frame(records)
     scores = subs["score"].astype(float)
@@ -104,6 +106,8 @@ def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: d
         "not_graded": not_graded,
         "links": feedback_links,
         "rubric_version": rubric.version,
+        "written_max": max((t.written_max for t in (totals or {}).values()), default=0.0),
+        "final_totals": sum(t.final for t in (totals or {}).values()),
     }
 
 
@@ -112,13 +116,14 @@ def report_path(course_dir: Path, lab: str) -> Path:
     return Path(course_dir) / "reports" / f"{lab}.html"
 
 
-def write_report(course_dir: Path, records: list[GradeRecord], rubric: Rubric) -> Path:
+def write_report(course_dir: Path, records: list[GradeRecord], rubric: Rubric,
+                 totals: dict[str, Total] | None = None) -> Path:
     path = report_path(course_dir, rubric.lab)
     links = {}
     for r in records:
         page = feedback_dir(course_dir, r.student, rubric.lab) / f"{rubric.lab}.html"
         if page.is_file():
             links[r.student] = "../feedback/" + "/".join(quote(p, safe="") for p in (r.student, rubric.lab, page.name))
-    atomic_write(path, render("report.html.j2", **report_context(records, rubric, links)).encode("utf-8"),
+    atomic_write(path, render("report.html.j2", **report_context(records, rubric, links, totals)).encode("utf-8"),
                  mode=0o644)  # readable by a web server or a TA account
     return path

@@ -20,15 +20,6 @@ if TYPE_CHECKING:
 
 
 
-def _workers(value: str) -> int:
-    from autograder.preflight import positive_int
-
-    try:
-        return positive_int(value)
-    except UserError as exc:  # argparse shows its own one-line usage error and exits 2
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _add_init(p: argparse.ArgumentParser) -> None:
     p.add_argument("course_dir", help="folder for the new nbgrader course (an existing one is completed, never "
                                       "overwritten)")
@@ -44,7 +35,7 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="regrade even when content and rubric are unchanged")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run student code unconfined (trusted self-tests only; every result is marked)")
-    p.add_argument("--workers", type=_workers, default=None, metavar="N",
+    p.add_argument("--workers", default=None, metavar="N",  # checked by the handler: one line, not a usage block
                    help="local worker processes, at least 1 (default: from cores and GPUs)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run the tasks on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
@@ -136,19 +127,23 @@ def _stopping_on_ctrl_c(what: str) -> Iterator[None]:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from autograder import preflight
+
+    # Every argument is checked before the engine (torch and friends) is imported: a mistake costs a second.
+    course = preflight.course_folder(Path(args.course_dir))
+    preflight.lab(args.lab)
+    workers = None if args.workers is None else preflight.positive_int(args.workers)
+    preflight.database_url(args.db)
+    if args.scheduler:
+        preflight.scheduler(args.scheduler)
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from autograder import preflight
     from autograder.batch import grade_course
     from autograder.course.lock import grading_lock
 
-    course = preflight.course_folder(Path(args.course_dir))
-    preflight.lab(args.lab)
-    preflight.database_url(args.db)
-    if args.scheduler:
-        preflight.scheduler(args.scheduler)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     stored = 0
     try:
@@ -163,7 +158,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                            description=f"grading {args.lab}: {record.student} {record.score:g}/{record.max_score:g}")
 
             records = grade_course(course, args.lab, args.student, no_sandbox=args.no_sandbox, force=args.force,
-                                   db_url=args.db, workers=args.workers, scheduler=args.scheduler, on_result=shown)
+                                   db_url=args.db, workers=workers, scheduler=args.scheduler, on_result=shown)
     except KeyboardInterrupt:
         print(f"sparkgrade grade: stopped; {stored} result(s) of this run are stored. Run the same command again to "
               "grade the rest.", file=sys.stderr)
@@ -183,12 +178,20 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     from autograder import preflight
-    from autograder.feedback import write_feedback_pages
 
     course_dir = preflight.course_folder(Path(args.course_dir))
     preflight.lab(args.lab)
     preflight.database_url(args.db)
-    written, skipped = write_feedback_pages(course_dir, args.lab, args.db)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from autograder.feedback import write_feedback_pages
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True) as bar:
+        task_id = bar.add_task(f"feedback pages of {args.lab}", total=None)
+        written, skipped = write_feedback_pages(
+            course_dir, args.lab, args.db,
+            on_page=lambda student, done, total: bar.update(task_id, completed=done, total=total))
     for student in skipped:
         print(f"skipped a record with an unusable student id {student!r}", file=sys.stderr)
     print(f"wrote {written} feedback page{'s' * (written != 1)} to {course_dir / 'feedback'}/<student>/{args.lab}/")
@@ -197,11 +200,12 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from autograder import preflight
-    from autograder.feedback import write_class_report
 
     course_dir = preflight.course_folder(Path(args.course_dir))
     preflight.lab(args.lab)
     preflight.database_url(args.db)
+
+    from autograder.feedback import write_class_report
     path, count = write_class_report(course_dir, args.lab, args.db)
     print(f"wrote the class report of {args.lab} ({count} submissions) to {path}")
     return 0
@@ -209,8 +213,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from autograder import preflight
-    from autograder.course.export import export_records
-    from autograder.db.store import atomic_write
 
     course_dir = preflight.course_folder(Path(args.course_dir))
     if args.assignment is not None:
@@ -218,6 +220,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt = preflight.export_format(args.format, args.output)
     output = preflight.output_file(args.output) if args.output else None
     preflight.database_url(args.db)
+
+    from autograder.course.export import export_records
+    from autograder.db.store import atomic_write
     export = export_records(course_dir, args.assignment, fmt, args.db)
     text, count = export.text, export.count
     if export.provisional:

@@ -29,7 +29,7 @@ def lab(value: str) -> str:
 
 
 def positive_int(value: str) -> int:
-    """argparse type for --workers: a whole number >= 1."""
+    """--workers: a whole number >= 1 (checked by the handler, so the error is one line)."""
     try:
         n = int(value)
     except ValueError:

@@ -11,6 +11,7 @@ autoescape; student images are re-encoded only after their bytes are verified (a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from autograder.course.totals import lab_totals
@@ -43,8 +44,10 @@ def _records(course_dir: Path, lab: str, db_url: str | None = None) -> list[Grad
     return records
 
 
-def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None) -> tuple[int, list[str]]:
-    """One page per graded submission of ``lab``; returns (pages written, student ids skipped as unusable)."""
+def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None,
+                         on_page: Callable[[str, int, int], None] | None = None) -> tuple[int, list[str]]:
+    """One page per graded submission of ``lab``; returns (pages written, student ids skipped as unusable).
+    ``on_page`` hears (student, done, total) after each page, for the CLI's progress bar."""
     records = _records(course_dir, lab, db_url)
     rubric = load_rubric(lab)
     totals = lab_totals(course_dir, lab, records)
@@ -55,6 +58,8 @@ def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None) 
             continue
         write_feedback(course_dir, record, rubric, rubric.hardware, totals.get(record.student))
         written += 1
+        if on_page is not None:
+            on_page(record.student, written + len(skipped), len(records))
     return written, skipped
 
 

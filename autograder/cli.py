@@ -24,8 +24,11 @@ def _add_init(p: argparse.ArgumentParser) -> None:
     p.add_argument("course_dir", help="folder for the new nbgrader course (an existing one is completed, never "
                                       "overwritten)")
     p.add_argument("--force", action="store_true",
-                   help="replace the course's notebooks and nbgrader_config.py with the product's; the old ones "
-                        "are moved to COURSE_DIR/.sparkgrade/backups/<time>/ first")
+                   help="replace the course's notebooks, nbgrader_config.py and sparkgrade.yaml with the product's; "
+                        "the old ones are moved to COURSE_DIR/.sparkgrade/backups/<time>/ first")
+    p.add_argument("--hardware", default=None, metavar="PROFILE",
+                   help="what the students measure on (dgx-spark, h100-sxm, h200, a100-80gb, rtx-4090, l4, cpu): "
+                        "kept in COURSE_DIR/sparkgrade.yaml; any GPU profile also grades the GPU labs on the GPU")
 
 
 def _add_grade(p: argparse.ArgumentParser) -> None:
@@ -41,6 +44,8 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
                    help="run the tasks on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--wait", action="store_true",
                    help="when another `sparkgrade grade` is grading this course, wait for it instead of refusing")
+    p.add_argument("--hardware", default=None, metavar="PROFILE",
+                   help="judge benchmark numbers against this profile instead of the course's (sparkgrade.yaml)")
     _add_db(p)
 
 
@@ -77,6 +82,16 @@ def _add_check_benchmarks(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
 
 
+def _add_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["pull"], help="pull: download the spark profile's checkpoints")
+    p.add_argument("--lab", action="append", default=None, metavar="LAB", help="only this lab's (repeatable)")
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="the mirror (default: $SPARKGRADE_HUB_ROOT, else ~/.cache/sparkgrade/hub); set "
+                        "SPARKGRADE_HUB_ROOT to it for the labs to read it")
+    p.add_argument("--course", default=None, metavar="COURSE_DIR",
+                   help="read the model ids from this course's lab sources instead of the product's")
+
+
 def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", nargs="?", default="demo-course", help="where to build the demo course")
 
@@ -87,8 +102,15 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 def cmd_init(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from autograder.course.config import CONFIG_NAME, for_hardware
     from autograder.course.create import init_course
 
+    config = None
+    if args.hardware is not None:  # checked before any work: a typo costs nothing
+        try:
+            config = for_hardware(args.hardware)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     console = Console(stderr=True)
     with console.status("init: starting") as status:
         def say(step: str) -> None:
@@ -96,8 +118,11 @@ def cmd_init(args: argparse.Namespace) -> int:
             if not console.is_terminal:
                 console.print(f"init: {step}")
 
-        result = init_course(Path(args.course_dir), force=args.force, say=say)
-    print(f"course ready at {args.course_dir}: {len(result.labs)} labs in source/ and release/")
+        result = init_course(Path(args.course_dir), force=args.force, say=say, config=config)
+    where = f"; hardware {config.hardware}{' (GPU labs on the GPU)' * config.gpu}" if config else ""
+    if config is not None and CONFIG_NAME in result.kept:
+        where = f"; {CONFIG_NAME} kept as it was, not set to {config.hardware} (edit it, or use --force)"
+    print(f"course ready at {args.course_dir}: {len(result.labs)} labs in source/ and release/{where}")
     if result.replaced:
         print(f"replaced {len(result.replaced)}: {', '.join(result.replaced)}; the old versions are in {result.backup}")
     if result.kept:
@@ -133,6 +158,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     course = preflight.course_folder(Path(args.course_dir))
     preflight.lab(args.lab)
     workers = None if args.workers is None else preflight.positive_int(args.workers)
+    if args.hardware is not None:
+        preflight.hardware(args.hardware)
     preflight.database_url(args.db)
     if args.scheduler:
         preflight.scheduler(args.scheduler)
@@ -158,7 +185,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
                            description=f"grading {args.lab}: {record.student} {record.score:g}/{record.max_score:g}")
 
             records = grade_course(course, args.lab, args.student, no_sandbox=args.no_sandbox, force=args.force,
-                                   db_url=args.db, workers=workers, scheduler=args.scheduler, on_result=shown)
+                                   hardware=args.hardware, db_url=args.db, workers=workers,
+                                   scheduler=args.scheduler, on_result=shown)
     except KeyboardInterrupt:
         print(f"sparkgrade grade: stopped; {stored} result(s) of this run are stored. Run the same command again to "
               "grade the rest.", file=sys.stderr)
@@ -239,6 +267,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from autograder.course.models import default_hub_root, human, pull, spark_checkpoints_from_sources
+    from autograder.paths import assignments_root
+
+    source = Path(args.course) / "source" if args.course else assignments_root() / "source"
+    if not source.is_dir():
+        raise UserError(f"{source}: no lab sources there")
+    root = Path(args.root) if args.root else default_hub_root()
+    pulled = pull(spark_checkpoints_from_sources(source), root, labs=args.lab, say=print)
+    total = sum(p.size_bytes for p in pulled)
+    print(f"{len(pulled)} checkpoint(s), {human(total)} in {root}: export SPARKGRADE_HUB_ROOT={root}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -275,6 +317,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
         _add_check_benchmarks,
         "autograder.plausibility:cmd_check_benchmarks",
     ),
+    "models": ("download the spark profile's checkpoints into the local mirror", _add_models,
+               "autograder.cli:cmd_models"),
     "demo": ("run the whole product on the embedded defaults", _add_demo, "autograder.cli:cmd_demo"),
 }
 

@@ -28,6 +28,16 @@ def lab(value: str) -> str:
     raise UserError(f"unknown lab {value!r}; {hint}the labs are: {', '.join(known)}")
 
 
+def hardware(value: str) -> str:
+    """A known hardware profile name, or one line naming the profiles."""
+    from reference.hardware import get_profile
+
+    try:
+        return get_profile(value).name
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def positive_int(value: str) -> int:
     """--workers: a whole number >= 1 (checked by the handler, so the error is one line)."""
     try:

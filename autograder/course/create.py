@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.course.config import CONFIG_NAME, CourseConfig, save_config
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.paths import assignments_root, ensure_python_bin_on_path
@@ -123,8 +124,10 @@ class _Course:
 
 
 def init_course(course_dir: Path, labs: list[str] | None = None, *, force: bool = False,
-                say: Say = lambda _: None) -> InitResult:
-    """Create (or complete) the course; ``say`` hears each step, for the progress the CLI shows."""
+                say: Say = lambda _: None, config: CourseConfig | None = None) -> InitResult:
+    """Create (or complete) the course; ``say`` hears each step, for the progress the CLI shows. ``config`` (from
+    `init --hardware`) is written to sparkgrade.yaml under the same rule: added when missing, kept when present,
+    replaced after a backup with ``force``."""
     course_dir = Path(course_dir)
     if course_dir.exists() and not course_dir.is_dir():
         raise UserError(f"{course_dir} exists and is not a folder: give a new or an existing course folder")
@@ -138,6 +141,8 @@ def init_course(course_dir: Path, labs: list[str] | None = None, *, force: bool 
     course = _Course(course_dir, force, result)
     if course.wanted(CONFIG):
         shutil.copy2(assignments_root() / CONFIG, course_dir / CONFIG)
+    if config is not None and course.wanted(CONFIG_NAME):
+        save_config(course_dir, config)
     CourseStore(course_dir).secret()
     say("building the tiny offline models (once per machine, under a minute)")
     cache = build_model_cache(course_dir)

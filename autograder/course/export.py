@@ -21,6 +21,22 @@ from autograder.records import GradeRecord
 
 Totals = dict[tuple[str, str], Total]
 
+# A spreadsheet (Excel, LibreOffice, Google Sheets) evaluates a cell that starts with one of these as a formula:
+# `=HYPERLINK(...)` in a student id would run on the instructor's machine. OWASP's advice: prefix such text with a
+# single quote, which the spreadsheet shows as text. Numbers are written as numbers, never prefixed.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as written: text that would start a formula gets a leading quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _row(values: Iterable[object]) -> list[object]:
+    return [cell(v) for v in values]
+
 
 def _total(r: GradeRecord, totals: Totals | None) -> Total:
     """The record's total; without course data (``totals`` None) the autograded points alone, as final."""
@@ -46,11 +62,11 @@ def to_csv(records: Iterable[GradeRecord], totals: Totals | None = None) -> str:
         t = _total(r, totals)
         tail = ["" if t.written is None else t.written, t.written_max, t.total, t.total_max, t.final]
         for c in r.checks or ():
-            writer.writerow([r.student, r.assignment, r.status, r.score, r.max_score, c.id, c.function, c.points,
-                             c.max_points, c.status, c.message, c.diagnosis, flags, *tail])
+            writer.writerow(_row([r.student, r.assignment, r.status, r.score, r.max_score, c.id, c.function,
+                                  c.points, c.max_points, c.status, c.message, c.diagnosis, flags, *tail]))
         if not r.checks:
-            writer.writerow([r.student, r.assignment, r.status, r.score, r.max_score, "", "", "", "", "", r.reason,
-                             "", flags, *tail])
+            writer.writerow(_row([r.student, r.assignment, r.status, r.score, r.max_score, "", "", "", "", "",
+                                  r.reason, "", flags, *tail]))
     return out.getvalue()
 
 
@@ -67,10 +83,10 @@ def to_canvas(records: Iterable[GradeRecord], totals: Totals | None = None) -> s
         maxima[r.assignment] = t.total_max
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["Student", "ID", "SIS User ID", "Section", *labs])
+    writer.writerow(_row(["Student", "ID", "SIS User ID", "Section", *labs]))
     writer.writerow(["Points Possible", "", "", "", *(maxima[lab] for lab in labs)])
     for student in sorted(rows, key=natural_key):
-        writer.writerow([student, "", student, "", *(rows[student].get(lab, "") for lab in labs)])
+        writer.writerow(_row([student, "", student, "", *(rows[student].get(lab, "") for lab in labs)]))
     return out.getvalue()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from autograder.course.config import course_rubric, load_config
 from autograder.course.totals import lab_totals
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
@@ -21,7 +22,6 @@ from autograder.feedback.page import write_feedback
 from autograder.feedback.report import write_report
 from autograder.paths import check_lab
 from autograder.records import GradeRecord
-from autograder.rubric import load_rubric
 
 __all__ = ["write_class_report", "write_feedback", "write_feedback_pages", "write_report"]
 
@@ -49,14 +49,16 @@ def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None,
     """One page per graded submission of ``lab``; returns (pages written, student ids skipped as unusable).
     ``on_page`` hears (student, done, total) after each page, for the CLI's progress bar."""
     records = _records(course_dir, lab, db_url)
-    rubric = load_rubric(lab)
+    config = load_config(course_dir)
+    rubric = course_rubric(lab, config)  # the rubric the records were graded with, GPU checks included
+    hardware = config.hardware or rubric.hardware  # the limits the grader judged by
     totals = lab_totals(course_dir, lab, records)
     written, skipped = 0, []
     for record in records:
         if not _safe_name(record.student):
             skipped.append(record.student)
             continue
-        write_feedback(course_dir, record, rubric, rubric.hardware, totals.get(record.student))
+        write_feedback(course_dir, record, rubric, hardware, totals.get(record.student))
         written += 1
         if on_page is not None:
             on_page(record.student, written + len(skipped), len(records))
@@ -67,4 +69,4 @@ def write_class_report(course_dir: Path, lab: str, db_url: str | None = None) ->
     """The class page of ``lab`` for instructors; returns (its path, the number of submissions on it)."""
     records = _records(course_dir, lab, db_url)
     totals = lab_totals(course_dir, lab, records)
-    return write_report(course_dir, records, load_rubric(lab), totals), len(records)
+    return write_report(course_dir, records, course_rubric(lab, load_config(course_dir)), totals), len(records)

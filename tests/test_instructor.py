@@ -203,6 +203,33 @@ def test_a_second_grade_on_the_same_course_refuses_and_names_the_holder(graded, 
         pass
 
 
+def test_grade_wait_waits_for_the_holder_says_so_and_then_runs(tmp_path):
+    import threading
+
+    from autograder.course.lock import grading_lock
+
+    held, release, heard = threading.Event(), threading.Event(), []
+
+    def holder() -> None:  # another open file description: flock conflicts with it as with another process
+        with grading_lock(tmp_path):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(10)
+
+    def on_wait(message: str) -> None:
+        heard.append(message)
+        release.set()  # the holder finishes only after the waiter has said it waits
+
+    with grading_lock(tmp_path, wait=True, on_wait=on_wait):
+        thread.join(10)  # the holder has released the lock: this block runs only after it
+        assert not thread.is_alive()
+    assert len(heard) == 1 and "waiting for the other `sparkgrade grade`" in heard[0]
+    assert f"pid {os.getpid()}" in heard[0]
+
+
 def test_ctrl_c_says_stopping_and_what_is_kept(graded, capsys, monkeypatch):
     import autograder.batch
 
@@ -239,28 +266,32 @@ def test_a_full_disk_during_init_is_one_line_exit_4(toy, tmp_path, capsys, monke
 def test_init_again_keeps_the_instructors_edits_and_force_backs_them_up(toy, tmp_path, capsys, tiny_models_cache):
     shutil.copy2(ROOT / "assignments" / "nbgrader_config.py", toy / "assignments" / "nbgrader_config.py")
     course = tmp_path / "course"
-    code, out, err = run_cli(capsys, "init", course)
+    code, out, err = run_cli(capsys, "init", course, "--hardware", "cpu")
     assert code == 0 and (course / "release" / LAB / f"{LAB}.ipynb").is_file()
+    settings = course / "sparkgrade.yaml"
+    assert "hardware: cpu" in settings.read_text()
     # progress, one line per step when stderr is not a terminal (a spinner that updates itself when it is)
     assert "init: building the tiny offline models" in err and f"init: 1/1 {LAB}: nbgrader generate_assignment" in err
     notebook = course / "source" / LAB / f"{LAB}.ipynb"
     config = course / "nbgrader_config.py"
     notebook.write_text(notebook.read_text().replace("Toy lab", "Toy lab, edited by the instructor"))
     config.write_text(config.read_text() + "\n# the instructor's own setting\n")
-    edited = {notebook: notebook.read_bytes(), config: config.read_bytes()}
+    edited = {notebook: notebook.read_bytes(), config: config.read_bytes(), settings: settings.read_bytes()}
     shutil.rmtree(course / "release" / LAB)
 
-    code, out, _ = run_cli(capsys, "init", course)
+    code, out, _ = run_cli(capsys, "init", course, "--hardware", "h200")
     assert code == 0 and {p: p.read_bytes() for p in edited} == edited  # nothing overwritten
-    assert f"kept as they were: nbgrader_config.py, source/{LAB}" in out and "--force" in out
+    assert f"kept as they were: nbgrader_config.py, sparkgrade.yaml, source/{LAB}" in out and "--force" in out
+    assert "sparkgrade.yaml kept as it was, not set to h200" in out
     # what was missing is added again, from the instructor's source
     assert "edited by the instructor" in (course / "release" / LAB / f"{LAB}.ipynb").read_text()
 
-    code, out, _ = run_cli(capsys, "init", course, "--force")
-    assert code == 0 and "the old versions are in" in out
+    code, out, _ = run_cli(capsys, "init", course, "--force", "--hardware", "h200")
+    assert code == 0 and "the old versions are in" in out and "hardware: h200" in settings.read_text()
     (backup,) = (course / ".sparkgrade" / "backups").iterdir()
     assert (backup / "source" / LAB / f"{LAB}.ipynb").read_bytes() == edited[notebook]
     assert (backup / "nbgrader_config.py").read_bytes() == edited[config]
+    assert (backup / "sparkgrade.yaml").read_bytes() == edited[settings]
     assert "edited by the instructor" not in notebook.read_text()
     assert config.read_bytes() == (ROOT / "assignments" / "nbgrader_config.py").read_bytes()
     assert "edited by the instructor" not in (course / "release" / LAB / f"{LAB}.ipynb").read_text()

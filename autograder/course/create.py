@@ -2,6 +2,7 @@
 versions nbgrader generates (solutions stripped).
 
     COURSE_DIR/nbgrader_config.py          the course configuration (course id, stubs)
+    COURSE_DIR/models.yaml                 the spark checkpoints of every lab's roles (autograder.course.checkpoints)
     COURSE_DIR/source/<lab>/<lab>.ipynb    the instructor's copy, with solutions
     COURSE_DIR/source/<lab>/models/        the tiny models the lab names (MODELS_DIR / "<name>" in its cells)
     COURSE_DIR/release/<lab>/              what students fetch (nbgrader generate_assignment)
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.course.checkpoints import LAB_FILE, configure_labs
 from autograder.course.config import CONFIG_NAME, CourseConfig, save_config
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
@@ -161,7 +163,13 @@ def init_course(course_dir: Path, labs: list[str] | None = None, *, force: bool 
                 continue  # an optional model this transformers version cannot build (the lab skips it too)
             if not (dst / "models" / name).exists():  # derived data, always the product's: only filled in
                 _link_tree(cache / name, dst / "models" / name)
-        if force or rel in result.added or not (course_dir / "release" / lab).exists():
+        # The course's checkpoints (models.yaml gains only the roles it lacks), released beside the notebook: when
+        # the instructor's edit of models.yaml changes the lab's models.json, the release is made again.
+        choice = dst / LAB_FILE
+        before = choice.read_bytes() if choice.is_file() else None
+        configure_labs(course_dir, {lab: dst / f"{lab}.ipynb"})
+        changed = choice.read_bytes() != before
+        if force or rel in result.added or changed or not (course_dir / "release" / lab).exists():
             say(f"{number}/{len(labs)} {lab}: nbgrader generate_assignment")
             generate_release(course_dir, lab)
             result.added.append(f"release/{lab}")

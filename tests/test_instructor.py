@@ -286,6 +286,17 @@ def test_init_again_keeps_the_instructors_edits_and_force_backs_them_up(toy, tmp
     # what was missing is added again, from the instructor's source
     assert "edited by the instructor" in (course / "release" / LAB / f"{LAB}.ipynb").read_text()
 
+    # an edit of models.yaml changes the lab's models.json: the lab is released again, without --force
+    import yaml
+
+    models = yaml.safe_load((course / "models.yaml").read_text())
+    models[LAB]["roles"]["moe"] = "/mirror/my-moe"
+    (course / "models.yaml").write_text(yaml.safe_dump(models))
+    code, out, err = run_cli(capsys, "init", course)
+    assert code == 0 and f"init: 1/1 {LAB}: nbgrader generate_assignment" in err
+    assert "/mirror/my-moe" in (course / "release" / LAB / "models.json").read_text()
+    assert {p: p.read_bytes() for p in edited} == edited
+
     code, out, _ = run_cli(capsys, "init", course, "--force", "--hardware", "h200")
     assert code == 0 and "the old versions are in" in out and "hardware: h200" in settings.read_text()
     (backup,) = (course / ".sparkgrade" / "backups").iterdir()

@@ -770,11 +770,11 @@ def _forbidden_call_shown(tmp_path):
     called = ["transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func"]
     checks, flags = apply_forbid(rubric, [check], {"load_balancing_loss": called})
     rec = GradeRecord(student="s1", assignment=LBL_LAB, status="graded", score=0.0, max_score=2.0,
-                      checks=tuple(checks), flags=(*flags, Flag("late", "-1 h")), content_hash="h", seed="s",
-                      rubric_version="1", sandboxed=True)
+                      checks=tuple(checks), flags=(*flags, Flag("timestamp", "for the instructor")),
+                      content_hash="h", seed="s", rubric_version="1", sandboxed=True)
     page = write_feedback(tmp_path, rec, rubric, "cpu").read_text()
     assert 'id="forbidden-calls"' in page and "modeling_mixtral.load_balancing_loss_func" in page
-    assert "-1 h" not in page  # only forbidden calls are the student's business on this page
+    assert "for the instructor" not in page  # an instructor's flag stays off the student's page
     clean = GradeRecord(**{**rec.__dict__, "student": "s2", "flags": ()})
     assert 'id="forbidden-calls"' not in write_feedback(tmp_path, clean, rubric, "cpu").read_text()
     report = write_report(tmp_path, [rec, clean], rubric).read_text()

@@ -43,4 +43,6 @@ def test_ppl_single_window(student, trusted_model, text_ids, rng):
     # context, unshifted labels or base 2 differ; a random n and stride keep a constant from fitting.
     n = int(torch.randint(30, 61, (1,), generator=rng))
     stride = int(torch.randint(8, n // 2 + 1, (1,), generator=rng))
+    if (n - 1) % stride == 0:  # equal windows: the mean of window means equals the mean, so that mistake passed
+        n += 1
     check(student, trusted_model, "llama", text_ids(n)[0], 64, stride)

@@ -17,7 +17,7 @@ from autograder.errors import UserError
 from autograder.paths import rubrics_root
 from autograder.sandbox.limits import Limits
 
-# FACTS.md: the tolerances mamba-ssm's own tests use against its reference (rtol, atol).
+# docs/facts.md, "Selective scan": the tolerances mamba-ssm's own tests use against its reference (rtol, atol).
 DEFAULT_TOLERANCES = {
     "float64": (1e-7, 1e-9),
     "float32": (6e-4, 2e-3),

@@ -3,9 +3,9 @@ the instructor grades there, and `nbgrader export` agrees with `sparkgrade expor
 
 nbgrader's own autograde scores a visible-test cell by running it in the student's kernel; we never do. Instead a
 visible-test cell with grade_id ``test_<function>`` gets the points the hidden checks of ``<function>`` earned
-(DESIGN.md: a visible-test cell may carry its function's points so formgrader shows them). Written-answer cells
-stay for manual grading. The submission's timestamp comes from nbgrader's own timestamp.txt, so nbgrader's late
-submission handling sees what it would have seen.
+(docs/contracts.md, "The gradebook": a visible-test cell carries its function's points so formgrader shows them).
+Written-answer cells stay for manual grading. The submission's timestamp comes from nbgrader's own timestamp.txt,
+so nbgrader's late submission handling sees what it would have seen.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def test_kv_multi_head(student, configs, rng):
 
 
 def test_kv_grouped_query(student, configs):
-    kv(student, "Mixtral-8x7B", configs["mixtral"], 1)  # 128 KiB per token in bf16 (FACTS.md)
+    kv(student, "Mixtral-8x7B", configs["mixtral"], 1)  # 128 KiB per token in bf16 (docs/facts.md)
     kv(student, "Mixtral-8x7B", configs["mixtral"], 32768)
     kv(student, "Llama-3-8B", configs["llama_8b"], 8192)
 
@@ -67,7 +67,7 @@ def test_kv_latent_attention(student, configs):
 
 
 def test_state_mamba1(student, configs):
-    state(student, "mamba-2.8b", configs["mamba_2_8b"])  # 13.1 MB in bf16 (FACTS.md)
+    state(student, "mamba-2.8b", configs["mamba_2_8b"])  # 13.1 MB in bf16 (docs/facts.md)
     state(student, "mamba-370m", {**configs["mamba_2_8b"], "num_hidden_layers": 48, "hidden_size": 1024})
 
 

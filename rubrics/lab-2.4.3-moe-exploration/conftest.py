@@ -16,7 +16,7 @@ def as_dict(config) -> dict:
 
 @pytest.fixture
 def moe_configs():
-    """name -> config.json dict. Small enough to instantiate, except Mixtral-8x7B (FACTS.md sizes)."""
+    """name -> config.json dict. Small enough to instantiate, except Mixtral-8x7B (docs/facts.md, models)."""
     return {
         "mixtral": as_dict(MixtralConfig(vocab_size=1000, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
                                          num_attention_heads=4, num_key_value_heads=2, num_local_experts=8,

@@ -32,6 +32,14 @@ def trusted_model(name: str, dtype: str | None = None) -> Any:
     return _load(str(models_root()), name, dtype)
 
 
+def as_trusted_model(value: Any) -> Any:
+    """What a check sent, as a misconception's mutant needs it: ``Model(name, dtype)`` becomes the model loaded here
+    (trusted_model), anything else stays as it is."""
+    from autograder.sandbox.calls import Model
+
+    return trusted_model(value.name, value.dtype) if isinstance(value, Model) else value
+
+
 @cache
 def _load(root: str, name: str, dtype: str | None) -> Any:
     import torch

@@ -10,14 +10,7 @@ import math
 import torch
 
 from autograder.checks.api import Misconception
-from autograder.checks.trusted import trusted_model
-from autograder.sandbox import Model
-
-
-def _model(model):
-    if isinstance(model, Model):
-        return trusted_model(model.name, model.dtype)
-    return model
+from autograder.checks.trusted import as_trusted_model
 
 
 def _nll(model, window, rows_from, rows_to, targets):
@@ -28,7 +21,7 @@ def _nll(model, window, rows_from, rows_to, targets):
 
 
 def _ppl(model, input_ids, max_length, stride, mistake):
-    model = _model(model)
+    model = as_trusted_model(model)
     ids = (input_ids[0] if input_ids.dim() == 2 else input_ids).to(next(model.parameters()).device)
     n = ids.shape[0]
     total, count, means = 0.0, 0, []

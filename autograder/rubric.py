@@ -31,6 +31,15 @@ class CheckSpec(BaseModel):
     function: str  # the student function the check exercises ("benchmarks" for recorded numbers)
     points: float = Field(ge=0)
     title: str = ""  # one learner-facing line: what the check is about
+    # For a check of the recorded numbers (function "benchmarks"): the plausibility rules it judges. Such a check has
+    # no code in the lab's folder: autograder/checks/benchmark_rules.py serves every one (docs/contracts.md).
+    rules: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _rules_judge_benchmarks(self) -> CheckSpec:
+        if self.rules and self.function != "benchmarks":
+            raise ValueError(f"only checks of function 'benchmarks' judge rules, not {self.function!r}")
+        return self
 
 
 class ForbidSpec(BaseModel):
@@ -81,6 +90,11 @@ class Rubric(BaseModel):
         return self.model_copy(update={"checks": {**self.checks, **self.gpu_checks}, "gpu_checks": {}, "on_gpu": True,
                                        "version": f"{self.version}+gpu"})
     forbid: dict[str, ForbidSpec] = Field(default_factory=dict)  # student function -> what it must not call
+
+    @property
+    def benchmark_rules(self) -> dict[str, frozenset[str]]:
+        """check id -> the plausibility rules it judges, for the benchmark checks that declare rules."""
+        return {cid: frozenset(c.rules) for cid, c in self.checks.items() if c.rules}
 
     @property
     def max_score(self) -> float:

@@ -135,7 +135,13 @@ def _seed_for(seed: str, nodeid: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{nodeid}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 
+RULES_PARAM = "benchmark_check"  # checks/benchmark_rules.py runs once per rule-declaring check, named by this
+
+
 def check_id(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and RULES_PARAM in callspec.params:
+        return str(callspec.params[RULES_PARAM])
     return item.name.removeprefix("test_")
 
 
@@ -159,6 +165,12 @@ class CheckPlugin:
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         return self._rubric.tolerance(str(dtype).removeprefix("torch."))
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """The shared benchmark test runs once per check the rubric declares by its rules."""
+        if RULES_PARAM in metafunc.fixturenames:
+            ids = [cid for cid in self._rubric.benchmark_rules]
+            metafunc.parametrize(RULES_PARAM, ids, ids=ids)
 
     # -- fixtures ---------------------------------------------------------------------------------------------
     @pytest.fixture

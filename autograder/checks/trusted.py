@@ -72,12 +72,15 @@ def load_benchmarks(submission, transform: Callable[[list[Any]], list[Any]] | No
     return list(judged.records)
 
 
-def judge_benchmarks(submission, rubric, check: str, rules: Mapping[str, Set[str]], *,
+def judge_benchmarks(submission, rubric, check: str, rules: Mapping[str, Set[str]] | None = None, *,
                      transform: Callable[[list[Any]], list[Any]] | None = None):
     """Fail ``check`` for every impossible verdict of its rules; a check not in ``rules`` answers for every
-    impossible verdict no other check owns. Suspicious verdicts cost nothing (the grader flags them)."""
+    impossible verdict no other check owns. Suspicious verdicts cost nothing (the grader flags them). ``rules``
+    defaults to the rubric's own declaration (``rules:`` of its benchmark checks)."""
     from autograder.plausibility import score_verdicts
 
+    if rules is None:
+        rules = rubric.benchmark_rules
     records = load_benchmarks(submission, transform)
     verdicts = judged_benchmarks(submission, transform).verdicts
     owned = set().union(*rules.values())

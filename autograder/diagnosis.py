@@ -41,7 +41,7 @@ def close_structures(a: Any, b: Any, tolerance: Callable[[torch.dtype], tuple[fl
         return isinstance(a, dict) and a.keys() == b.keys() and all(
             close_structures(a[k], b[k], tolerance) for k in b)
     if isinstance(b, bool) or b is None or isinstance(b, str):
-        return a == b
+        return bool(a == b)
     if isinstance(b, int | float):
         if isinstance(a, torch.Tensor) and a.numel() == 1:
             a = float(a)

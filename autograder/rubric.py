@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -105,12 +105,14 @@ class Rubric(BaseModel):
         ints = {"memory_bytes", "max_processes", "file_bytes", "cell_output_bytes", "call_output_bytes",
                 "call_text_bytes", "tmp_bytes", "threads", "gpu_memory_bytes", "host_reserve_bytes"}
         try:
-            return Limits(**{k: int(v) if k in ints else float(v) for k, v in self.limits.items()})
+            values: dict[str, Any] = {k: int(v) if k in ints else float(v) for k, v in self.limits.items()}
+            return Limits(**values)
         except TypeError as exc:
             raise UserError(f"rubric {self.lab}: unknown limit in 'limits' ({exc})") from None
 
     def tolerance(self, dtype: str) -> tuple[float, float]:
-        return tuple(self.tolerances.get(dtype, DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["float32"])))
+        rtol, atol = self.tolerances.get(dtype, DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["float32"]))
+        return rtol, atol
 
 
 def rubric_dir(lab: str) -> Path:

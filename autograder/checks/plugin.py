@@ -204,7 +204,7 @@ class CheckPlugin:
 
     # -- outcomes ---------------------------------------------------------------------------------------------
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         outcome = yield
         report = outcome.get_result()
         cid = check_id(item)
@@ -213,7 +213,8 @@ class CheckPlugin:
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self.results[cid] = self._result(item, cid, report, call)
 
-    def _result(self, item: pytest.Item, cid: str, report: pytest.TestReport, call: pytest.CallInfo) -> CheckResult:
+    def _result(self, item: pytest.Item, cid: str, report: pytest.TestReport,
+                call: pytest.CallInfo[None]) -> CheckResult:
         spec = self._rubric.checks.get(cid)
         function = spec.function if spec else "?"
         max_points = spec.points if spec else 0.0

@@ -63,7 +63,8 @@ def read_timestamp(course_dir: Path, lab: str, student: str) -> datetime | None:
     if not _TIMESTAMP.fullmatch(text):
         raise BadTimestamp(f"timestamp.txt does not hold a date ({text[:40]!r})")
     try:
-        return parse_utc(text)
+        stamp: datetime = parse_utc(text)
+        return stamp
     except (ValueError, OverflowError, TypeError) as exc:
         raise BadTimestamp(f"timestamp.txt does not hold a valid date ({text[:40]!r}: {exc})") from None
 
@@ -127,5 +128,5 @@ def seconds_late(course_dir: Path, lab: str, student: str) -> float:
             return 0.0
     if due is None:
         return 0.0
-    late = (stamp - due).total_seconds()
+    late = float((stamp - due).total_seconds())
     return max(late, 0.0)

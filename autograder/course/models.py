@@ -55,7 +55,8 @@ def _spark_ids(profile_source: str) -> dict[str, str]:
                     for kw in value.keywords:
                         if kw.arg == "model_ids" and isinstance(kw.value, ast.Dict):
                             return {k.value: v.value for k, v in zip(kw.value.keys, kw.value.values, strict=True)
-                                    if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)}
+                                    if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)
+                                    and isinstance(k.value, str) and isinstance(v.value, str)}
     return {}
 
 
@@ -101,7 +102,9 @@ def pull(checkpoints: Mapping[str, Mapping[str, str]], root: Path, *, labs: list
          downloader: Downloader | None = None, say: Callable[[str], None] = lambda _: None) -> list[Pulled]:
     """Download every spark checkpoint the chosen labs name (each once, however many labs share it)."""
     if downloader is None:
-        from huggingface_hub import snapshot_download as downloader
+        from huggingface_hub import snapshot_download
+
+        downloader = snapshot_download
     unknown = sorted(set(labs or []) - set(checkpoints))
     if unknown:
         raise UserError(f"no spark checkpoints for {', '.join(unknown)}; labs with some: {', '.join(checkpoints)}")

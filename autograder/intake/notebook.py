@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import nbformat
 
@@ -27,7 +28,7 @@ def read_submission(data: bytes) -> nbformat.NotebookNode:
         raise InvalidNotebook(f"the notebook is {len(data) / 1e6:.0f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MiB "
                               "limit: clear large outputs and submit again")
     try:
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        nb: nbformat.NotebookNode = nbformat.reads(data.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
     except UnicodeDecodeError:
         raise InvalidNotebook("the notebook is not UTF-8 text: submit the .ipynb file Jupyter saved") from None
@@ -48,8 +49,15 @@ def parse_cell(source: str) -> ast.Module | None:
         return None
 
 
-def _meta(cell: nbformat.NotebookNode) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+def _meta(cell: nbformat.NotebookNode) -> dict[str, Any]:
+    meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _grade_id(cell: nbformat.NotebookNode) -> str:
+    """The cell's nbgrader grade_id; "" when it has none, or when a student wrote something else than a string."""
+    gid = _grade_id(cell)
+    return gid if isinstance(gid, str) else ""
 
 
 def _is_locked(cell: nbformat.NotebookNode) -> bool:
@@ -70,7 +78,7 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
     flags: list[Flag] = []
     by_id: dict[str, int] = {}
     for i, cell in enumerate(nb.cells):
-        gid = _meta(cell).get("grade_id")
+        gid = _grade_id(cell)
         if gid and gid not in by_id:
             by_id[gid] = i
         elif gid:
@@ -78,7 +86,7 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
             cell.metadata.pop("nbgrader", None)
     last_pos = -1
     for src_cell in source.cells:
-        gid = _meta(src_cell).get("grade_id")
+        gid = _grade_id(src_cell)
         if not gid:
             continue
         if not _is_locked(src_cell):
@@ -93,7 +101,7 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
         if gid not in by_id:
             last_pos += 1
             nb.cells.insert(last_pos, fresh)
-            by_id = {(_meta(c).get("grade_id")): i for i, c in enumerate(nb.cells) if _meta(c).get("grade_id")}
+            by_id = {_grade_id(c): i for i, c in enumerate(nb.cells) if _grade_id(c)}
             flags.append(Flag("tampered", f"locked cell {gid!r} was deleted; it was restored"))
             continue
         pos = by_id[gid]
@@ -102,8 +110,8 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
             nb.cells[pos] = fresh
             flags.append(Flag("tampered", f"locked cell {gid!r} was edited; the original was restored"))
         last_pos = pos
-    solution_ids = tuple(_meta(c).get("grade_id") for c in nb.cells
-                         if _meta(c).get("solution") and _meta(c).get("grade_id"))
+    solution_ids = tuple(_grade_id(c) for c in nb.cells
+                         if _meta(c).get("solution") and _grade_id(c))
     return Repair(nb, tuple(flags), solution_ids)
 
 

@@ -56,7 +56,7 @@ def _meta(cell: nbformat.NotebookNode) -> dict[str, Any]:
 
 def _grade_id(cell: nbformat.NotebookNode) -> str:
     """The cell's nbgrader grade_id; "" when it has none, or when a student wrote something else than a string."""
-    gid = _grade_id(cell)
+    gid = _meta(cell).get("grade_id")
     return gid if isinstance(gid, str) else ""
 
 

@@ -148,17 +148,17 @@ def expect_close(actual: Any, expected: torch.Tensor, *, name: str, rtol: float,
     When the last axis is the sequence (``axes[-1]`` in SEQUENCE_AXES) the largest error at each position is kept
     in ``details['error_profile']`` for the feedback figure."""
     _record(Tolerance(rtol, atol))
-    actual = expect_tensor(actual, name=name, shape=tuple(expected.shape),
-                           dtype=expected.dtype if check_dtype else None)
-    if is_close(actual, expected, rtol, atol):
-        return actual
-    err, index = largest_error(actual, expected)
+    got = expect_tensor(actual, name=name, shape=tuple(expected.shape),
+                        dtype=expected.dtype if check_dtype else None)
+    if is_close(got, expected, rtol, atol):
+        return got
+    err, index = largest_error(got, expected)
     where = ", ".join(f"{ax}={i}" for ax, i in zip(axes, index, strict=False)) if axes else str(list(index))
-    bad = (actual.double() - expected.double()).abs() > atol + rtol * expected.double().abs()
+    bad = (got.double() - expected.double()).abs() > atol + rtol * expected.double().abs()
     share = float(bad.float().mean())
     details: dict[str, Any] = {"output": name, "max_abs_error": err, "at": list(index), "share_wrong": share}
     if axes and axes[-1] in SEQUENCE_AXES and expected.shape[-1] > 1:
-        profile = (actual.double() - expected.double()).abs()
+        profile = (got.double() - expected.double()).abs()
         profile = profile.reshape(-1, expected.shape[-1]).amax(dim=0)
         details["error_profile"] = [float(x) for x in profile[:512]]
     raise CheckFailed(

@@ -148,7 +148,13 @@ def _seed_for(seed: str, nodeid: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{nodeid}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 
+RULES_PARAM = "benchmark_check"  # checks/benchmark_rules.py runs once per rule-declaring check, named by this
+
+
 def check_id(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and RULES_PARAM in callspec.params:
+        return str(callspec.params[RULES_PARAM])
     return item.name.removeprefix("test_")
 
 
@@ -176,6 +182,12 @@ class CheckPlugin:
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         return self._rubric.tolerance(str(dtype).removeprefix("torch."))
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """The shared benchmark test runs once per check the rubric declares by its rules."""
+        if RULES_PARAM in metafunc.fixturenames:
+            ids = [cid for cid in self._rubric.benchmark_rules]
+            metafunc.parametrize(RULES_PARAM, ids, ids=ids)
 
     # -- fixtures ---------------------------------------------------------------------------------------------
     @pytest.fixture
@@ -215,7 +227,7 @@ class CheckPlugin:
         self._tolerances[item.nodeid] = tuple(seen)
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         outcome = yield
         report = outcome.get_result()
         cid = check_id(item)
@@ -224,7 +236,8 @@ class CheckPlugin:
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self.results[cid] = self._result(item, cid, report, call)
 
-    def _result(self, item: pytest.Item, cid: str, report: pytest.TestReport, call: pytest.CallInfo) -> CheckResult:
+    def _result(self, item: pytest.Item, cid: str, report: pytest.TestReport,
+                call: pytest.CallInfo[None]) -> CheckResult:
         spec = self._rubric.checks.get(cid)
         function = spec.function if spec else "?"
         max_points = spec.points if spec else 0.0
@@ -253,9 +266,9 @@ class CheckPlugin:
         """Diagnose the failed checks function by function: a misconception is named only if its mutant explains
         every failed check of that function (autograder.checks.diagnosis)."""
         by_function: dict[str, list[FailedCheck]] = {}
-        for cid, failed in self._failed.items():
+        for cid, one in self._failed.items():
             if self.results.get(cid) is not None and self.results[cid].status == "failed":
-                by_function.setdefault(failed.function, []).append(failed)
+                by_function.setdefault(one.function, []).append(one)
         for failed in by_function.values():
             texts = diagnose_function(failed, self.misconceptions, self.references, self.tolerance)
             for cid, text in texts.items():

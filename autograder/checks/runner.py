@@ -66,9 +66,21 @@ def _forget_rubric_modules() -> None:
 GPU_CHECK_FILES = "test_gpu_*.py"  # the rubric's gpu_checks: collected only when the rubric grades on the GPU
 
 
+# Serves every check a rubric declares by its plausibility rules (rubric.yaml `rules:`), for every lab.
+BENCHMARK_RULES_FILE = Path(__file__).with_name("benchmark_rules.py")
+
+
 def check_files(lab: str, on_gpu: bool = False) -> list[Path]:
+    """The lab's own check files (GPU ones only on the GPU)."""
     gpu = set(rubric_dir(lab).glob(GPU_CHECK_FILES))
     return sorted(p for p in rubric_dir(lab).glob("test_*.py") if on_gpu or p not in gpu)
+
+
+def collected_files(rubric: Rubric) -> list[Path]:
+    """What pytest collects for this rubric: the lab's check files, and the shared benchmark test if it declares
+    rule checks."""
+    shared = [BENCHMARK_RULES_FILE] if rubric.benchmark_rules else []
+    return check_files(rubric.lab, rubric.on_gpu) + shared
 
 
 UNUSED_PLUGINS = ("cacheprovider", "randomly", "unraisableexception", "threadexception", "doctest", "junitxml",
@@ -113,7 +125,7 @@ def run_all_checks(rubric: Rubric, caller: Caller, seed: str, context: Submissio
                    select: Sequence[str] | None = None) -> ChecksOutcome:
     """run_checks, with the rubric's forbid policy applied and its flags."""
     plugin = CheckPlugin(rubric, caller, seed, context, load_misconceptions(rubric.lab), load_references(rubric.lab))
-    args = [str(p) for p in check_files(rubric.lab, rubric.on_gpu)]
+    args = [str(p) for p in collected_files(rubric)]
     args += ["-q", "--import-mode=importlib", "-o", "addopts=", "--rootdir", str(rubric_dir(rubric.lab)),
              "-W", "ignore"]
     # Plugins a grading session has no use for; unraisableexception alone spends ~0.3 s per submission in

@@ -33,7 +33,7 @@ def test_kv_multi_head(student, configs, rng):
 
 
 def test_kv_grouped_query(student, configs, rng):
-    kv(student, "Mixtral-8x7B", configs["mixtral"], 1)  # 128 KiB per token in bf16 (FACTS.md)
+    kv(student, "Mixtral-8x7B", configs["mixtral"], 1)  # 128 KiB per token in bf16 (docs/facts.md)
     kv(student, "Mixtral-8x7B", configs["mixtral"], draw(rng, 8192, 32768))
     kv(student, "Llama-3-8B", configs["llama_8b"], draw(rng, 1000, 8192))
 
@@ -80,7 +80,7 @@ def test_kv_latent_attention(student, configs, rng):
 
 
 def test_state_mamba1(student, configs, rng):
-    state(student, "mamba-2.8b", configs["mamba_2_8b"])  # 13.1 MB in bf16 (FACTS.md)
+    state(student, "mamba-2.8b", configs["mamba_2_8b"])  # 13.1 MB in bf16 (docs/facts.md)
     layers = draw(rng, 12, 64)
     state(student, f"a Mamba of {layers} layers", {**configs["mamba_2_8b"], "num_hidden_layers": layers,
                                                    "hidden_size": 256 * draw(rng, 2, 8)})

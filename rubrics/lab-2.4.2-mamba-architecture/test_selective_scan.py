@@ -80,7 +80,8 @@ def test_scan_edge_L1_N1(student, tol, scan_inputs):
 
 
 def test_scan_gradients(student, tol, scan_inputs, rng):
-    # FACTS.md: mamba-ssm tests du at 2x the output tolerance, ddelta at 5x rtol / 10x atol, the weights at 1e-3.
+    # docs/facts.md, "Selective scan":
+    # mamba-ssm tests du at 2x the output tolerance, ddelta at 5x rtol / 10x atol, the weights at 1e-3.
     x = scan_inputs(L=12, N=3)
     args = [x[k] for k in ("u", "delta", "A", "B", "C")]
     kwargs = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], delta_softplus=True)

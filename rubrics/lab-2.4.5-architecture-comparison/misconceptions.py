@@ -10,15 +10,8 @@ import math
 import torch
 
 from autograder.checks.api import Misconception
-from autograder.checks.trusted import trusted_model
-from autograder.sandbox import Model
+from autograder.checks.trusted import as_trusted_model
 from reference import perplexity as reference_perplexity
-
-
-def _model(model):
-    if isinstance(model, Model):
-        return trusted_model(model)
-    return model
 
 
 def _nll(model, window, rows_from, rows_to, targets):
@@ -29,7 +22,7 @@ def _nll(model, window, rows_from, rows_to, targets):
 
 
 def _ppl(model, input_ids, max_length, stride, mistake):
-    model = _model(model)
+    model = as_trusted_model(model)
     ids = (input_ids[0] if input_ids.dim() == 2 else input_ids).to(next(model.parameters()).device)
     n = ids.shape[0]
     total, count, means = 0.0, 0, []
@@ -101,4 +94,4 @@ MISCONCEPTIONS = [
 
 # The course's answers (diagnosis names a mutant only where it differs from them).
 REFERENCES = {"perplexity": lambda model, input_ids, max_length, stride:
-              reference_perplexity(_model(model), input_ids, max_length, stride)}
+              reference_perplexity(as_trusted_model(model), input_ids, max_length, stride)}

@@ -8,46 +8,39 @@ from __future__ import annotations
 import torch
 
 from autograder.checks.api import Misconception
-from autograder.checks.trusted import trusted_model
-from autograder.sandbox import Model
-
-
-def _model(model):
-    if isinstance(model, Model):
-        return trusted_model(model)
-    return model
+from autograder.checks.trusted import as_trusted_model
 
 
 def _tied_twice(model):
-    params = [p for _, p in _model(model).named_parameters(remove_duplicate=False)]
+    params = [p for _, p in as_trusted_model(model).named_parameters(remove_duplicate=False)]
     return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
 
 
 def _with_buffers(model):
-    m = _model(model)
+    m = as_trusted_model(model)
     buffers = sum(b.numel() for b in m.buffers())
     params = list(m.parameters())
     return (sum(p.numel() for p in params if p.requires_grad) + buffers, sum(p.numel() for p in params) + buffers)
 
 
 def _bytes(model):
-    params = list(_model(model).parameters())
+    params = list(as_trusted_model(model).parameters())
     return (sum(p.numel() * p.element_size() for p in params if p.requires_grad),
             sum(p.numel() * p.element_size() for p in params))
 
 
 def _requires_grad_ignored(model):
-    total = sum(p.numel() for p in _model(model).parameters())
+    total = sum(p.numel() for p in as_trusted_model(model).parameters())
     return (total, total)
 
 
 def _swapped(model):
-    params = list(_model(model).parameters())
+    params = list(as_trusted_model(model).parameters())
     return (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
 
 
 def _mixer_children(model, wanted):
-    mixer = next(m for m in _model(model).modules() if type(m).__name__.endswith("Mixer"))
+    mixer = next(m for m in as_trusted_model(model).modules() if type(m).__name__.endswith("Mixer"))
     return [n for n, c in mixer.named_children() if isinstance(c, torch.nn.Linear) and n in wanted]
 
 
@@ -84,7 +77,7 @@ MISCONCEPTIONS = [
 ]
 
 def _count(model):
-    params = list(_model(model).parameters())
+    params = list(as_trusted_model(model).parameters())
     return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
 
 

@@ -29,11 +29,13 @@ import torch
 import transformers
 
 import reference
+from autograder.checks.api import PROBE
 from autograder.checks.plugin import GRAD_OUTPUT, GRAD_WRT, SubmissionContext
 from autograder.checks.runner import check_files, load_misconceptions, run_checks
 from autograder.paths import assignments_root, rubrics_root
 from autograder.rubric import load_rubric
 from autograder.sandbox import CallResult, Model
+from autograder.sandbox.inside import harness
 
 FUNCTION_LABS = sorted(p.parent.name for p in rubrics_root().glob("*/misconceptions.py"))
 MODELS_ENV = "SPARKGRADE_MODELS_TRUSTED"
@@ -69,12 +71,18 @@ class LocalCaller:
 
     def call(self, function, args=(), kwargs=None, *, timeout_s=None, device=None):
         fn = self.namespace.get(function)
-        if fn is None:
+        if fn is None and PROBE not in (kwargs or {}):
             return CallResult("error", error=f"NameError: {function!r} is not defined", sandboxed=False)
         args, kwargs = list(_resolve(_copy(tuple(args)))), _resolve(_copy(dict(kwargs or {})))
         wrt, grad_output = kwargs.pop(GRAD_WRT, None), kwargs.pop(GRAD_OUTPUT, None)
+        probe = kwargs.pop(PROBE, None)
+        start = time.perf_counter()
         try:
-            if wrt is None:
+            if probe == "reference_generation":  # the harness's trusted timing, as the kernel runs it
+                value = harness._sparkgrade_reference_generation(*args, **kwargs)
+            elif probe == "forwards":
+                value = harness._sparkgrade_count_forwards(fn, args, kwargs)
+            elif wrt is None:
                 value = fn(*args, **kwargs)
             else:  # a gradient call, as sandbox/inside/harness.py answers it
                 for i in wrt:
@@ -84,7 +92,7 @@ class LocalCaller:
                 value = torch.autograd.grad(out, [args[i] for i in wrt], grad_output, allow_unused=True)
         except Exception as exc:
             return CallResult("error", error=f"{type(exc).__name__}: {exc}", sandboxed=False)
-        return CallResult("ok", value=_copy(value), sandboxed=False)
+        return CallResult("ok", value=_copy(value), round_trip_s=time.perf_counter() - start, sandboxed=False)
 
 
 def _copy(v):
@@ -300,10 +308,9 @@ def _ms(solution):
     return lambda model, ids, n: {**solution(model, ids, n), "ttft_s": 1000 * solution(model, ids, n)["ttft_s"]}
 
 
-def _ignores_new_tokens(solution):
+def _fewer_tokens(solution):
     def measure(model, ids, n):
-        r = solution(model, ids, 3)  # always 3 tokens, but divides by the tokens asked for
-        return {**r, "decode_tok_s": r["decode_tok_s"] * (n - 1) / 2}
+        return solution(model, ids, max(2, n // 2))  # half the tokens asked for, numbers as if all were made
     return measure
 
 
@@ -312,17 +319,89 @@ def _megabytes(solution):
         "peak_mem_bytes"] // 2**20}
 
 
-@pytest.mark.parametrize(("lab", "wrong", "check"), [
-    ("lab-2.4.1-mamba-inference", _ms, "benchmark_fits_the_call"),
-    ("lab-2.4.1-mamba-inference", _ignores_new_tokens, "benchmark_scales_with_new_tokens"),
-    ("lab-2.4.1-mamba-inference", _megabytes, "benchmark_peak_memory"),
+def _scaled_by_10(solution):
+    def measure(model, ids, n):
+        r = solution(model, ids, n)
+        return {**r, "ttft_s": r["ttft_s"] * 10, "decode_tok_s": r["decode_tok_s"] * 10}
+    return measure
+
+
+def _constants(solution):
+    return lambda model, ids, n: {"ttft_s": 0.02, "decode_tok_s": 100.0, "peak_mem_bytes": 10**9}
+
+
+def _timed_from_outside(solution):
+    """A correct answer written differently: generate() of 1 and of n tokens timed with perf_counter around the
+    calls; TTFT is the first, decode the difference (both after a warm-up)."""
+    def measure(model, ids, n):
+        kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.config.eos_token_id)
+        with torch.inference_mode():
+            model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kwargs)
+            start = time.perf_counter()
+            model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
+            ttft = time.perf_counter() - start
+            start = time.perf_counter()
+            model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kwargs)
+            total = time.perf_counter() - start
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        return {"ttft_s": ttft, "decode_tok_s": (n - 1) / max(total - ttft, 1e-9), "peak_mem_bytes": weights}
+    return measure
+
+
+BENCHMARK_LAB = "lab-2.4.1-mamba-inference"
+
+
+@pytest.mark.parametrize(("wrong", "check"), [
+    (_ms, "benchmark_ttft_agrees_with_the_grader"),
+    (_fewer_tokens, "benchmark_generates_new_tokens"),
+    (_megabytes, "benchmark_peak_memory"),
 ])
-def test_dishonest_benchmark_generation_fails_its_check(lab, wrong, check):
+def test_dishonest_benchmark_generation_fails_its_check(wrong, check):
     """Timings have no misconception catalogue (no mutant reproduces a clock): each check's message must do."""
-    ns = solution_namespace(lab)
+    ns = solution_namespace(BENCHMARK_LAB)
     ns["benchmark_generation"] = wrong(ns["benchmark_generation"])
-    _, results = grade_locally(lab, ns, select_check=check)
+    _, results = grade_locally(BENCHMARK_LAB, ns, select_check=check)
     assert results[check].status == "failed", results[check]
+
+
+def _benchmark_checks(ns) -> dict:
+    rubric = load_rubric(BENCHMARK_LAB)
+    results, errors = run_checks(rubric, LocalCaller(ns), "seed", SubmissionContext("t", BENCHMARK_LAB, {}),
+                                 [cid for cid, c in rubric.checks.items() if c.function == "benchmark_generation"])
+    assert not errors, errors
+    return {r.id: r for r in results}
+
+
+def test_invented_benchmark_numbers_earn_no_point():
+    ns = solution_namespace(BENCHMARK_LAB)
+    ns["benchmark_generation"] = _constants(ns["benchmark_generation"])
+    results = _benchmark_checks(ns)
+    assert {k: r.status for k, r in results.items()} == dict.fromkeys(results, "failed")
+    assert all("without running the model" in r.message for r in results.values())
+
+
+def test_numbers_scaled_by_10_fail_both_agreement_checks_and_keep_the_evidence():
+    ns = solution_namespace(BENCHMARK_LAB)
+    ns["benchmark_generation"] = _scaled_by_10(ns["benchmark_generation"])
+    results = _benchmark_checks(ns)
+    failed = {k for k, r in results.items() if r.status == "failed"}
+    assert failed == {"benchmark_ttft_agrees_with_the_grader", "benchmark_decode_agrees_with_the_grader"}, {
+        k: r.message for k, r in results.items()}
+    evidence = results["benchmark_decode_agrees_with_the_grader"].details["evidence"]
+    assert set(evidence) == {"mamba", "llama"}
+    for found in evidence.values():  # how the verdict was reached: the grader's timings, the student's, the ratio
+        assert len(found["grader"]) == len(found["student"]) == len(found["ratios"]) >= 5
+        assert found["ratio"] > found["factor"]
+
+
+def test_a_differently_written_honest_benchmark_passes_and_keeps_the_evidence():
+    ns = solution_namespace(BENCHMARK_LAB)
+    ns["benchmark_generation"] = _timed_from_outside(ns["benchmark_generation"])
+    results = _benchmark_checks(ns)
+    assert all(r.status == "passed" for r in results.values()), {k: r.message for k, r in results.items()}
+    found = results["benchmark_ttft_agrees_with_the_grader"].details["evidence"]["llama"]
+    assert 1 / found["factor"] <= found["ratio"] <= found["factor"]
+    assert results["benchmark_generates_new_tokens"].details["evidence"]["mamba"]["longest_generation"] >= 6
 
 
 @pytest.mark.parametrize("lab", sorted(p.parent.name for p in rubrics_root().glob("*/rubric.yaml")))

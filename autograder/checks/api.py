@@ -18,6 +18,10 @@ SEQUENCE_AXES = ("L", "seq", "position", "token")
 # The entries of CheckFailed.details that are kept with a failed check for the feedback page's figures: the largest
 # error along the sequence, and the tokens each expert received (the student's router and the reference's).
 FIGURE_DETAILS = ("error_profile", "expert_load", "expert_load_reference")
+# Reserved keyword that makes the call harness observe a call (sandbox/inside/harness.py pops it before the call):
+# "forwards" records the model's forward calls during the student's call, "reference_generation" runs the grader's
+# own trusted generation timing in the same kernel instead of the student's function.
+PROBE = "__sparkgrade_probe__"
 
 
 class CheckFailed(AssertionError):

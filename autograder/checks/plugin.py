@@ -8,6 +8,8 @@ Fixtures a check can ask for:
     tol         ``tol(dtype) -> (rtol, atol)`` from the rubric
     submission  SubmissionContext: the submitted files the checks may read as data (e.g. benchmarks.json)
     trusted_model  the lab's tiny models loaded on this side (autograder.checks.trusted)
+    evidence    a dict the check fills with the numbers its verdict rests on (timings, ratios): kept in the
+                result's details under "evidence", passed or failed, so an instructor can answer a complaint
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Protocol
 import pytest
 import torch
 
-from autograder.checks.api import FIGURE_DETAILS, CheckFailed, Misconception, StudentError
+from autograder.checks.api import FIGURE_DETAILS, PROBE, CheckFailed, Misconception, StudentError
 from autograder.diagnosis import RecordedCall, diagnose
 from autograder.records import CheckResult
 from autograder.rubric import Rubric
@@ -47,6 +49,17 @@ GRAD_WRT = "__sparkgrade_grad_wrt__"
 GRAD_OUTPUT = "__sparkgrade_grad_output__"
 
 
+@dataclass(frozen=True)
+class Probed:
+    """A probed call's outcome: the value, what the harness observed in the kernel (untrusted: it shares the
+    kernel with student code, so a check only ever lets tampering lose points), and the call's duration as the
+    runner measured it outside the kernel."""
+
+    value: Any
+    observed: dict[str, Any]
+    round_trip_s: float
+
+
 class StudentProxy:
     """Attribute access gives a function that calls into the sandbox; every call is recorded for diagnosis."""
 
@@ -62,18 +75,43 @@ class StudentProxy:
         extra = {GRAD_WRT: list(wrt), GRAD_OUTPUT: grad_output}
         return getattr(self, function)(*args, **kwargs, **extra)
 
+    def _call(self, function: str, args: Sequence[Any], kwargs: dict[str, Any], timeout_s: float | None) -> Any:
+        result = self._caller.call(function, args, kwargs, timeout_s=timeout_s,
+                                   device=None if self._device == "cpu" else self._device)
+        if result.status != "ok":
+            what = {"error": f"{function} raised {result.error}",
+                    "timeout": f"{function} did not return in time",
+                    "died": f"{function} could not run: {result.error}"}.get(result.status, str(result.error))
+            raise StudentError(function, result.status, what)
+        return result
+
+    def counting_forwards(self, function: str, *args: Any, _timeout_s: float | None = None,
+                          **kwargs: Any) -> Probed:
+        """Call the student's function with a forward hook on every model argument: ``observed`` holds
+        ``forward_lengths``, the tokens each forward call was given, in order (sandbox/inside/harness.py)."""
+        result = self._call(function, args, {**kwargs, PROBE: "forwards"}, _timeout_s)
+        got = result.value
+        if not isinstance(got, dict) or "value" not in got:
+            raise CheckFailed(f"{function}: the sandbox did not hand back what the grader observed during the call")
+        lengths = got.get("forward_lengths")
+        lengths = [n for n in lengths if type(n) is int] if isinstance(lengths, list) else []
+        self.calls.append(RecordedCall(function, args, kwargs, got["value"]))
+        return Probed(got["value"], {"forward_lengths": lengths}, result.round_trip_s)
+
+    def reference_generation(self, model: Any, input_ids: torch.Tensor, new_tokens: int, *,
+                             _timeout_s: float | None = None) -> Probed:
+        """The grader's own greedy-generation timing of ``model`` on ``input_ids``, run by trusted harness code in
+        the same kernel as the student's calls: dict(ttft_s, decode_tok_s). No student function is called."""
+        result = self._call("reference_generation", (model, input_ids, new_tokens),
+                            {PROBE: "reference_generation"}, _timeout_s)
+        return Probed(result.value, {}, result.round_trip_s)
+
     def __getattr__(self, function: str) -> Callable[..., Any]:
         if function.startswith("_"):
             raise AttributeError(function)
 
         def call(*args: Any, _timeout_s: float | None = None, **kwargs: Any) -> Any:
-            result = self._caller.call(function, args, kwargs, timeout_s=_timeout_s,
-                                       device=None if self._device == "cpu" else self._device)
-            if result.status != "ok":
-                what = {"error": f"{function} raised {result.error}",
-                        "timeout": f"{function} did not return in time",
-                        "died": f"{function} could not run: {result.error}"}.get(result.status, str(result.error))
-                raise StudentError(function, result.status, what)
+            result = self._call(function, args, kwargs, _timeout_s)
             self.calls.append(RecordedCall(function, args, kwargs, result.value))
             return result.value
 
@@ -101,6 +139,7 @@ class CheckPlugin:
         self.results: dict[str, CheckResult] = {}
         self.grader_errors: list[str] = []
         self._proxies: dict[str, StudentProxy] = {}
+        self._evidence: dict[str, dict[str, Any]] = {}
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         return self._rubric.tolerance(str(dtype).removeprefix("torch."))
@@ -111,6 +150,10 @@ class CheckPlugin:
         proxy = StudentProxy(self.caller, self.context.device)
         self._proxies[request.node.nodeid] = proxy
         return proxy
+
+    @pytest.fixture
+    def evidence(self, request: pytest.FixtureRequest) -> dict[str, Any]:
+        return self._evidence.setdefault(request.node.nodeid, {})
 
     @pytest.fixture
     def rng(self, request: pytest.FixtureRequest) -> torch.Generator:
@@ -150,8 +193,10 @@ class CheckPlugin:
         spec = self._rubric.checks.get(cid)
         function = spec.function if spec else "?"
         max_points = spec.points if spec else 0.0
+        # How the verdict was reached, passed or failed (e.g. the grader's timing, the student's and their ratio).
+        kept = {"evidence": self._evidence[item.nodeid]} if self._evidence.get(item.nodeid) else {}
         if report.passed:
-            return CheckResult(cid, function, max_points, max_points, "passed")
+            return CheckResult(cid, function, max_points, max_points, "passed", details=kept)
         if report.skipped:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             return CheckResult(cid, function, 0.0, max_points, "error", f"not run: {reason}")
@@ -163,7 +208,7 @@ class CheckPlugin:
             proxy = self._proxies.get(item.nodeid)
             diagnosis = diagnose(proxy.calls if proxy else [], self.misconceptions, self.tolerance, details)
             return CheckResult(cid, function, 0.0, max_points, "failed", _first_line(str(exc)) or "wrong answer",
-                               diagnosis, {k: v for k, v in details.items() if k in FIGURE_DETAILS})
+                               diagnosis, {**{k: v for k, v in details.items() if k in FIGURE_DETAILS}, **kept})
         # The check itself crashed: never the student's fault, always worth an instructor's look.
         text = f"{type(exc).__name__}: {exc}" if exc else str(report.longrepr)[-500:]
         self.grader_errors.append(f"{cid}: {text}")

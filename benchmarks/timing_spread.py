@@ -1,10 +1,11 @@
 """How far an honest benchmark_generation strays from the grader's own timing: the spread that lab 2.4.1's agreement
-factors (rubrics/lab-2.4.1-mamba-inference/test_benchmark_generation.py, TTFT_FACTOR and DECODE_FACTOR) must cover.
+factor (rubrics/lab-2.4.1-mamba-inference/test_benchmark_generation.py, HOOK_FACTOR) must cover, and why the
+separately timed comparison is kept for the record only.
 
 Each trial is what one check does: ROUNDS pairs of (grader's timing, student's timing) taken back to back, the order
 alternating, and the ratio student / grader of each side's best round (check.best_ratio). Trials run idle and with
 every core kept busy by a load generator (busy-looping processes, stopped at the end of the phase), for two honest
-answers: the course's and one written differently (generate() timed from outside with perf_counter). The report is
+answers: the course's and one written differently (a LogitsProcessor as the clock). The report is
 the range of the ratios and the largest deviation either way, per answer, phase, model and quantity.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/timing_spread.py [--trials 40] [--models DIR] [--json OUT]
@@ -33,8 +34,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autograder.checks.plugin import Probed  # noqa: E402
 from autograder.paths import assignments_root  # noqa: E402
 from autograder.rubric import rubric_dir  # noqa: E402
+from autograder.sandbox.inside.harness import _sparkgrade_count_forwards as counting_forwards  # noqa: E402
 from autograder.sandbox.inside.harness import _sparkgrade_reference_generation as grader_timing  # noqa: E402
 
 LAB = "lab-2.4.1-mamba-inference"
@@ -62,17 +65,27 @@ def course_answer() -> Callable[..., dict[str, Any]]:
     return ns["benchmark_generation"]
 
 
-def timed_from_outside(model: Any, ids: torch.Tensor, n: int) -> dict[str, Any]:
-    kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.config.eos_token_id)
+def clocked_by_a_logits_processor(model: Any, ids: torch.Tensor, n: int) -> dict[str, Any]:
+    """An honest answer written differently (tests/test_rubrics.py has the same): a LogitsProcessor is the clock."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class Stamp(LogitsProcessor):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            self.times.append(time.perf_counter())
+            return scores
+
+    kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.config.eos_token_id,
+                  max_new_tokens=n, min_new_tokens=n)
     with torch.inference_mode():
-        model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kwargs)
+        model.generate(ids, **kwargs)  # warm-up
+        stamp = Stamp()
         start = time.perf_counter()
-        model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
-        ttft = time.perf_counter() - start
-        start = time.perf_counter()
-        model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kwargs)
-        total = time.perf_counter() - start
-    return {"ttft_s": ttft, "decode_tok_s": (n - 1) / max(total - ttft, 1e-9), "peak_mem_bytes": 1}
+        model.generate(ids, logits_processor=LogitsProcessorList([stamp]), **kwargs)
+    return {"ttft_s": stamp.times[0] - start, "decode_tok_s": (n - 1) / (stamp.times[-1] - stamp.times[0]),
+            "peak_mem_bytes": 1}
 
 
 def _busy(stop_at: float) -> None:
@@ -104,19 +117,33 @@ class Load:
 
 def trial(check: Any, answer: Callable[..., dict[str, Any]], model: Any, ids: torch.Tensor, n: int,
           rounds: int) -> dict[str, float]:
-    """One check's statistic (check.best_ratio) over ``rounds`` interleaved (grader, student) pairs."""
+    """One check's statistics over ``rounds`` interleaved (grader, student) pairs: the ratio to the grader's timing
+    (check.best_ratio) and the median ratio to the bounds of the generation the hooks watched (check.within_hooks)."""
     got: dict[str, list[float]] = {"ttft_s": [], "decode_tok_s": []}
     ref: dict[str, list[float]] = {"ttft_s": [], "decode_tok_s": []}
+    hooks: dict[str, list[float]] = {"ttft_s": [], "decode_tok_s": []}
+
+    def student() -> dict[str, Any]:  # as the kernel runs it: hooked, beside the sampling thread
+        start = time.perf_counter()
+        out = counting_forwards(answer, [model, ids, n], {})
+        probed = Probed(out["value"], {"forwards": [tuple(f) for f in out["forwards"]], "call_s": out["call_s"]},
+                        time.perf_counter() - start)
+        for key in hooks:
+            hooks[key].append(check.within_hooks(probed, key, int(ids.shape[1]), n)[1])
+        return out["value"]
+
     for i in range(rounds):
         if i % 2 == 0:
-            r, g = grader_timing(model, ids, n), answer(model, ids, n)
+            r, g = grader_timing(model, ids, n), student()
         else:
-            g = answer(model, ids, n)
+            g = student()
             r = grader_timing(model, ids, n)
         for key in got:
             got[key].append(g[key])
             ref[key].append(r[key])
-    return {key: check.best_ratio(got[key], ref[key], key) for key in got}
+    out = {f"grader {key}": check.best_ratio(got[key], ref[key], key) for key in got}
+    out.update({f"hooks {key}": statistics.median(values) for key, values in hooks.items()})
+    return out
 
 
 def main() -> None:
@@ -131,7 +158,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     models = {name: AutoModelForCausalLM.from_pretrained(Path(args.models) / name).eval() for name in check.MODELS}
-    answers = {"course": course_answer(), "timed-from-outside": timed_from_outside}
+    answers = {"course": course_answer(), "logits-processor": clocked_by_a_logits_processor}
     rng = torch.Generator().manual_seed(0)
     found: dict[str, list[float]] = {}
     for phase in ("idle", "loaded"):
@@ -147,17 +174,19 @@ def main() -> None:
                     for label, answer in answers.items():
                         for key, ratio in trial(check, answer, model, ids, n, check.ROUNDS).items():
                             found.setdefault(f"{label}|{phase}|{name}|{key}", []).append(ratio)
+                            print(f"  {label} {phase} {name} {key}: {ratio:.3f}", file=sys.stderr, flush=True)
                 print(f"{phase}: trial {t + 1}/{args.trials} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
         finally:
             if load:
                 load.__exit__()
-    print(f"student / grader, best of {check.ROUNDS} interleaved rounds each, {args.trials} trials per line; "
-          f"factors in the check: TTFT {check.TTFT_FACTOR}, decode {check.DECODE_FACTOR}")
-    print(f"{'answer':20} {'phase':7} {'model':6} {'quantity':13} {'min':>7} {'median':>7} {'max':>7} {'worst x':>8}")
+    print(f"'grader': student / grader, best of {check.ROUNDS} interleaved rounds each (recorded only); "
+          "'hooks': median over the rounds of the student's number / the bound the hooks set in the same call "
+          f"(allowed up to {check.HOOK_FACTOR}); {args.trials} trials per line")
+    print(f"{'answer':20} {'phase':7} {'model':6} {'quantity':19} {'min':>7} {'median':>7} {'max':>7} {'worst x':>8}")
     for label, values in found.items():
         answer, phase, name, key = label.split("|")
         worst = math.exp(max(abs(math.log(v)) for v in values))
-        print(f"{answer:20} {phase:7} {name:6} {key:13} {min(values):7.3f} {statistics.median(values):7.3f} "
+        print(f"{answer:20} {phase:7} {name:6} {key:19} {min(values):7.3f} {statistics.median(values):7.3f} "
               f"{max(values):7.3f} {worst:8.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(found, indent=1))

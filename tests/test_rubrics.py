@@ -330,21 +330,30 @@ def _constants(solution):
     return lambda model, ids, n: {"ttft_s": 0.02, "decode_tok_s": 100.0, "peak_mem_bytes": 10**9}
 
 
-def _timed_from_outside(solution):
-    """A correct answer written differently: generate() of 1 and of n tokens timed with perf_counter around the
-    calls; TTFT is the first, decode the difference (both after a warm-up)."""
+def _clocked_by_a_logits_processor(solution):
+    """A correct answer written differently: the clock is a LogitsProcessor (generate() calls it once per new token,
+    after that token's forward call) instead of a streamer, and peak memory is the weights' bytes."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class Stamp(LogitsProcessor):
+        def __init__(self):
+            self.times = []
+
+        def __call__(self, input_ids, scores):
+            self.times.append(time.perf_counter())
+            return scores
+
     def measure(model, ids, n):
-        kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.config.eos_token_id)
+        kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.config.eos_token_id,
+                      max_new_tokens=n, min_new_tokens=n)
         with torch.inference_mode():
-            model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kwargs)
+            model.generate(ids, **kwargs)  # warm-up
+            stamp = Stamp()
             start = time.perf_counter()
-            model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
-            ttft = time.perf_counter() - start
-            start = time.perf_counter()
-            model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kwargs)
-            total = time.perf_counter() - start
+            model.generate(ids, logits_processor=LogitsProcessorList([stamp]), **kwargs)
         weights = sum(p.numel() * p.element_size() for p in model.parameters())
-        return {"ttft_s": ttft, "decode_tok_s": (n - 1) / max(total - ttft, 1e-9), "peak_mem_bytes": weights}
+        return {"ttft_s": stamp.times[0] - start, "decode_tok_s": (n - 1) / (stamp.times[-1] - stamp.times[0]),
+                "peak_mem_bytes": weights}
     return measure
 
 
@@ -389,18 +398,19 @@ def test_numbers_scaled_by_10_fail_both_agreement_checks_and_keep_the_evidence()
         k: r.message for k, r in results.items()}
     evidence = results["benchmark_decode_agrees_with_the_grader"].details["evidence"]
     assert set(evidence) == {"mamba", "llama"}
-    for found in evidence.values():  # how the verdict was reached: the grader's timings, the student's, the ratio
-        assert len(found["grader"]) == len(found["student"]) == len(found["ratios"]) >= 5
-        assert found["ratio"] > found["factor"]
+    for found in evidence.values():  # how the verdict was reached: the grader's timings, the student's, the ratios
+        assert len(found["grader"]) == len(found["student"]) == len(found["hook_ratios"]) >= 4
+        assert sorted(found["hook_ratios"])[len(found["hook_ratios"]) // 2] > found["hook_factor"]
 
 
 def test_a_differently_written_honest_benchmark_passes_and_keeps_the_evidence():
     ns = solution_namespace(BENCHMARK_LAB)
-    ns["benchmark_generation"] = _timed_from_outside(ns["benchmark_generation"])
+    ns["benchmark_generation"] = _clocked_by_a_logits_processor(ns["benchmark_generation"])
     results = _benchmark_checks(ns)
     assert all(r.status == "passed" for r in results.values()), {k: r.message for k, r in results.items()}
     found = results["benchmark_ttft_agrees_with_the_grader"].details["evidence"]["llama"]
-    assert 1 / found["factor"] <= found["ratio"] <= found["factor"]
+    assert len(found["grader"]) == len(found["student"]) and found["ratio"] > 0
+    assert sorted(found["hook_ratios"])[len(found["hook_ratios"]) // 2] <= found["hook_factor"]
     assert results["benchmark_generates_new_tokens"].details["evidence"]["mamba"]["longest_generation"] >= 6
 
 

@@ -87,16 +87,16 @@ class StudentProxy:
 
     def counting_forwards(self, function: str, *args: Any, _timeout_s: float | None = None,
                           **kwargs: Any) -> Probed:
-        """Call the student's function with a forward hook on every model argument: ``observed`` holds
-        ``forward_lengths``, the tokens each forward call was given, in order (sandbox/inside/harness.py)."""
+        """Call the student's function with forward hooks on every model argument: ``observed["forwards"]`` holds
+        (tokens given, start s, end s) per forward call in order, on the kernel's clock from the start of the call,
+        and ``observed["call_s"]`` the call's length on that clock (sandbox/inside/harness.py)."""
         result = self._call(function, args, {**kwargs, PROBE: "forwards"}, _timeout_s)
         got = result.value
         if not isinstance(got, dict) or "value" not in got:
             raise CheckFailed(f"{function}: the sandbox did not hand back what the grader observed during the call")
-        lengths = got.get("forward_lengths")
-        lengths = [n for n in lengths if type(n) is int] if isinstance(lengths, list) else []
         self.calls.append(RecordedCall(function, args, kwargs, got["value"]))
-        return Probed(got["value"], {"forward_lengths": lengths}, result.round_trip_s)
+        return Probed(got["value"], {"forwards": _forwards(got.get("forwards")), "call_s": _seconds(got.get("call_s"))},
+                      result.round_trip_s)
 
     def reference_generation(self, model: Any, input_ids: torch.Tensor, new_tokens: int, *,
                              _timeout_s: float | None = None) -> Probed:
@@ -116,6 +116,21 @@ class StudentProxy:
             return result.value
 
         return call
+
+
+def _seconds(value: Any) -> float:
+    return float(value) if type(value) in (int, float) and 0 <= value < 1e9 else -1.0
+
+
+def _forwards(value: Any) -> list[tuple[int, float, float]]:
+    """The harness's forward records, as untrusted data: malformed entries are dropped."""
+    if not isinstance(value, list):
+        return []
+    out = []
+    for item in value:
+        if isinstance(item, list) and len(item) == 3 and type(item[0]) is int:
+            out.append((item[0], _seconds(item[1]), _seconds(item[2])))
+    return out
 
 
 def _seed_for(seed: str, nodeid: str) -> int:

@@ -9,7 +9,7 @@ Arguments cross as in.json + in.safetensors in the call's folder; the value goes
 out.safetensors. Nothing crosses as pickle.
 
 A reserved keyword ``__sparkgrade_probe__`` asks for a probe (bottom of this file): "forwards" calls the student's
-function with a forward hook on its model arguments and returns {"value", "forward_lengths"}; "reference_generation"
+function with forward hooks on its model arguments and returns {"value", "forwards", ...}; "reference_generation"
 runs the grader's own generation timing instead of any student function. What a probe reports is as untrusted as
 any value (student code shares the kernel): the checks hold it against the runner's clock, outside the kernel.
 """
@@ -151,35 +151,84 @@ MAX_FORWARDS = 4096  # forward calls recorded per probed call: far more than any
 
 
 def _sparkgrade_count_forwards(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Call ``fn`` with a forward pre-hook on every model argument; returns {"value", "forward_lengths"}.
+    """Call ``fn`` with forward hooks on every model argument; returns {"value", "forwards", "call_s",
+    "peak_rss_bytes"}.
 
-    forward_lengths: the tokens each forward call was given (input_ids or inputs_embeds length, -1 if neither), in
-    call order. Greedy generation of n tokens after a prompt of p shows p, 1, 1, ... (n calls, with a cache) or
-    p, p+1, ... (n calls, without): the check finds the longest such run. The hooks go before the call and come off
-    after it, so only the student's own call is counted; a function that removes them only loses the count.
+    forwards: [tokens given, start s, end s] of every forward call in order, times on the kernel's clock from the
+    start of the call (tokens: the input_ids or inputs_embeds length, -1 if neither). Greedy generation of n tokens
+    after a prompt of p shows p, 1, 1, ... (n calls, with a cache) or p, p+1, ... (n calls, without): the check finds
+    that run and holds the student's timings against its clock stamps. The hooks go on before the call and come off
+    after it, so only the student's own call is seen; a function that removes them only loses the evidence.
     """
+    import time
+
     import torch
 
-    lengths: list[int] = []
+    forwards: list[list[float]] = []
+    t0 = time.perf_counter()
 
-    def hook(module: Any, hook_args: tuple[Any, ...], hook_kwargs: dict[str, Any]) -> None:
+    def before(module: Any, hook_args: tuple[Any, ...], hook_kwargs: dict[str, Any]) -> None:
         x = hook_kwargs.get("input_ids")
         if x is None and hook_args:
             x = hook_args[0]
         if x is None:
             x = hook_kwargs.get("inputs_embeds")
         n = int(x.shape[1]) if isinstance(x, torch.Tensor) and x.dim() >= 2 else -1
-        if len(lengths) < MAX_FORWARDS:
-            lengths.append(n)
+        if len(forwards) < MAX_FORWARDS:
+            forwards.append([n, time.perf_counter() - t0, -1.0])
 
-    handles = [a.register_forward_pre_hook(hook, with_kwargs=True)
-               for a in (*args, *kwargs.values()) if isinstance(a, torch.nn.Module)]
+    def after(module: Any, hook_args: tuple[Any, ...], hook_kwargs: dict[str, Any], output: Any) -> None:
+        if forwards and forwards[-1][2] < 0:
+            forwards[-1][2] = time.perf_counter() - t0
+
+    handles = []
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, torch.nn.Module):
+            handles.append(a.register_forward_pre_hook(before, with_kwargs=True))
+            handles.append(a.register_forward_hook(after, with_kwargs=True))
+    # The student's call runs beside the same 1 ms sampling thread as the grader's timing (and the lab's PeakMemory):
+    # on a busy CPU such a thread changes how the scheduler treats the process, and so the timings, several-fold.
+    stop, sampler = _sparkgrade_sampler()
     try:
         value = fn(*args, **kwargs)
     finally:
+        call_s = time.perf_counter() - t0
+        stop()
         for h in handles:
             h.remove()
-    return {"value": value, "forward_lengths": list(lengths)}
+    return {"value": value, "forwards": forwards, "call_s": call_s, "peak_rss_bytes": sampler[0]}
+
+
+def _sparkgrade_sampler() -> tuple[Any, list[int]]:
+    """A thread that samples this process's resident set every millisecond, as the lab's PeakMemory does on CPU:
+    returns (stop, [peak bytes so far])."""
+    import os
+    import threading
+
+    def rss() -> int:  # as labkit._rss_bytes: resident pages x page size
+        try:
+            with open("/proc/self/statm", encoding="ascii") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    peak = [rss()]
+    event = threading.Event()
+
+    def sample() -> None:
+        while not event.is_set():
+            peak[0] = max(peak[0], rss())
+            event.wait(0.001)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        event.set()
+        thread.join()
+        peak[0] = max(peak[0], rss())
+
+    return stop, peak
 
 
 def _sparkgrade_reference_generation(model: Any, input_ids: Any, new_tokens: int) -> dict[str, Any]:
@@ -191,8 +240,6 @@ def _sparkgrade_reference_generation(model: Any, input_ids: Any, new_tokens: int
     millisecond by a thread). The sampling thread is part of the method, not a detail: on a loaded CPU it changes
     the time to first token of the tiny models several-fold, so the grader measures exactly as the students do.
     """
-    import os
-    import threading
     import time
 
     import torch
@@ -203,13 +250,6 @@ def _sparkgrade_reference_generation(model: Any, input_ids: Any, new_tokens: int
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-
-    def rss() -> int:  # as labkit._rss_bytes: resident pages x page size
-        try:
-            with open("/proc/self/statm", encoding="ascii") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            return 0
 
     class Clock(BaseStreamer):
         def __init__(self) -> None:
@@ -222,40 +262,25 @@ def _sparkgrade_reference_generation(model: Any, input_ids: Any, new_tokens: int
         def end(self) -> None:
             pass
 
-    peak = [0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], rss())
-            stop.wait(0.001)
-
     kwargs = dict(attention_mask=torch.ones_like(input_ids), do_sample=False, max_new_tokens=new_tokens,
                   min_new_tokens=new_tokens, pad_token_id=model.config.eos_token_id)
     with torch.inference_mode():
         model.generate(input_ids, **{**kwargs, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up
         clock = Clock()
-        sampler = None
         if device.type == "cuda":
             sync()
             torch.cuda.reset_peak_memory_stats(device)
-        else:
-            peak[0] = rss()
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
+        stop, peak = _sparkgrade_sampler()
         try:
             sync()
             start = time.perf_counter()
             model.generate(input_ids, streamer=clock, **kwargs)
         finally:
-            if sampler is not None:
-                stop.set()
-                sampler.join()
+            stop()
+    peak_bytes = peak[0]
     if device.type == "cuda":
         sync()
-        peak[0] = int(torch.cuda.max_memory_allocated(device))
-    else:
-        peak[0] = max(peak[0], rss())
+        peak_bytes = int(torch.cuda.max_memory_allocated(device))
     first, last = clock.stamps[1], clock.stamps[-1]
     decode = (new_tokens - 1) / (last - first) if new_tokens > 1 and last > first else float("nan")
-    return {"ttft_s": first - start, "decode_tok_s": decode, "peak_mem_bytes": int(peak[0])}
+    return {"ttft_s": first - start, "decode_tok_s": decode, "peak_mem_bytes": int(peak_bytes)}

@@ -119,6 +119,15 @@ BENCHMARK_FIELDS = (
 def record_benchmark(path="benchmarks.json", **fields):
     """Append one measured configuration to benchmarks.json beside the notebook and return the record.
 
+    What the judged numbers mean (the grader holds each against the device's limits with these definitions):
+      ttft_s          seconds from the generate call to the first new token: every prompt of the batch prefilled,
+                      then one decode step; no prompt cache left warm.
+      decode_tok_s    new tokens per second of ONE sequence after its first token: (new_tokens - 1) / seconds
+                      from the first to the last new token. A batch makes batch_size times as many tokens in all;
+                      do not multiply by the batch size.
+      peak_mem_bytes  torch.cuda.max_memory_allocated() after the run, with torch.cuda.reset_peak_memory_stats()
+                      before it and nothing subtracted: the weights are part of it (CPU: the peak RSS).
+
     Required: the fields of BENCHMARK_FIELDS; optional: perplexity, repeats (per-repeat decode tok/s), config (the
     model's HF config; a config object is turned into a dict), notes. A record with the same configuration (model,
     dtype, device, batch_size, context_len, new_tokens) replaces the older one, so rerunning a cell never duplicates.
@@ -251,6 +260,22 @@ def measure_generation(model, input_ids, new_tokens):
     first, last = clock.stamps[1], clock.stamps[-1]
     decode = (new_tokens - 1) / (last - first) if new_tokens > 1 and last > first else float("nan")
     return {"ttft_s": first - start, "decode_tok_s": decode, "peak_mem_bytes": int(mem.peak_bytes)}
+
+
+class needs:
+    """`with needs("f"):` runs a demo cell, or prints a skip note while f still raises NotImplementedError."""
+
+    def __init__(self, *names):
+        self.names = names
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is NotImplementedError:
+            print(f"skipped: implement {', '.join(self.names)} first")
+            return True
+        return False
 
 
 def snippet(*objects) -> str:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from autograder.course.gradebook import seconds_late, sync_record
+from autograder.course.gradebook import BadTimestamp, seconds_late, sync_record
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
-from autograder.grading import LabContext, grade_submission, load_lab
+from autograder.grading import LabContext, failed_record, grade_submission, grader_error, load_lab
 from autograder.intake.submission import Submission, find_submissions, read_submission_folder
 from autograder.records import Flag, GradeRecord
 from autograder.sandbox import check_sandbox_available
@@ -70,23 +70,54 @@ def _context(lab: str, course_dir: str | None, no_sandbox: bool, hardware: str |
 
 def run_task(task: GradeTask, gpu: int | None = None) -> TaskResult:
     """The unit of work, local or remote: grade one submission from its bytes."""
-    if gpu is None and task.needs_gpu:
-        gpu = int(os.environ.get("SPARKGRADE_GPU", "0"))
+    if gpu is None and task.needs_gpu:  # a Dask GPU worker: its own GPU (SPARKGRADE_GPU or CUDA_VISIBLE_DEVICES)
+        gpu = _dask_gpu()
     ctx = _context(task.submission.lab, task.course_dir, task.no_sandbox, task.hardware, gpu)
     record, executed = grade_submission(task.submission, ctx, task.seed)
     return TaskResult(task, record, executed)
 
 
+def _lost(task: GradeTask, exc: BaseException) -> TaskResult:
+    """A task whose worker failed (a grader bug outside grade_submission, a worker killed by the kernel's OOM
+    killer, a lost Dask worker): that student gets an error record saying so; the batch goes on."""
+    from autograder.rubric import load_rubric
+
+    rubric = load_rubric(task.submission.lab)
+    record = failed_record(task.submission, rubric, task.seed, "error", grader_error("running the task", exc),
+                           sandboxed=not task.no_sandbox)
+    return TaskResult(task, record, None)
+
+
+def _safe_run_task(task: GradeTask, gpu: int | None) -> TaskResult:
+    try:
+        return run_task(task, gpu)
+    except Exception as exc:
+        return _lost(task, exc)
+
+
 _worker_gpu: int | None = None
 
 
+@functools.cache
+def _dask_gpu() -> int:
+    """A Dask worker started with --resources GPU=1 owns the GPU its environment names (README: one worker per GPU,
+    each with its own CUDA_VISIBLE_DEVICES), not GPU 0 of the machine."""
+    from autograder.sandbox.gpus import own_gpu, worker_gpu
+
+    return own_gpu(worker_gpu())
+
+
 def _init_worker(gpus: list[int] | None, counter) -> None:
-    """Each GPU worker process owns one GPU for its whole life."""
+    """Each GPU worker process owns one GPU for its whole life: the next visible GPU, by its device node, and the
+    only one CUDA shows this process (so the trusted checks' cuda:0 is the sandbox's GPU)."""
     global _worker_gpu
     if gpus:
         with counter.get_lock():
-            _worker_gpu = gpus[counter.value % len(gpus)]
+            position = gpus[counter.value % len(gpus)]
             counter.value += 1
+        from autograder.sandbox.gpus import own_gpu
+
+        _worker_gpu = own_gpu(position)
 
 
 def _run_in_worker(task: GradeTask) -> TaskResult:
@@ -123,17 +154,21 @@ def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
         workers = min(workers, len(gpus))
     if workers <= 1:
         for task in tasks:
-            yield run_task(task, gpus[0] if gpus else None)
+            yield _safe_run_task(task, gpus[0] if gpus else None)
         return
     ctx = get_context("spawn")  # a clean interpreter per worker: no inherited threads, locks or CUDA state
     counter = ctx.Value("i", 0)
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
                              initargs=(gpus or None, counter)) as pool:
-        pending: set[Future] = {pool.submit(_run_in_worker, t) for t in tasks}
+        futures: dict[Future, GradeTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
+        pending: set[Future] = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                yield fut.result()
+                try:
+                    yield fut.result()
+                except Exception as exc:  # never re-raised: it would abort the batch for every other student
+                    yield _lost(futures[fut], exc)
 
 
 def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]:
@@ -141,11 +176,35 @@ def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]
     from distributed import Client, as_completed
 
     with Client(scheduler) as client:
-        futures = [client.submit(run_task, t, resources={"GPU": 1} if t.needs_gpu else None, pure=False,
-                                 key=f"grade-{t.submission.lab}-{t.submission.student}-{t.seed[:8]}")
-                   for t in tasks]
+        futures = {client.submit(run_task, t, resources={"GPU": 1} if t.needs_gpu else None, pure=False,
+                                 key=f"grade-{t.submission.lab}-{t.submission.student}-{t.seed[:8]}"): t
+                   for t in tasks}
         for fut in as_completed(futures):
-            yield fut.result()
+            try:
+                yield fut.result()
+            except Exception as exc:
+                yield _lost(futures[fut], exc)
+
+
+def _after_grading(course_dir: Path, lab: str, record: GradeRecord) -> GradeRecord:
+    """Lateness and nbgrader's gradebook for one graded record. The student wrote timestamp.txt; whatever it
+    holds, or whatever the gradebook says, becomes a flag on this record and never stops the batch."""
+    extra: list[Flag] = []
+    try:
+        late = seconds_late(course_dir, lab, record.student)
+        if late > 0:
+            extra.append(Flag("late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy "
+                                      "applies)"))
+    except BadTimestamp as exc:
+        extra.append(Flag("timestamp", f"{exc}; lateness was not judged"))
+    except Exception as exc:
+        extra.append(Flag("grader-error", grader_error("judging lateness", exc)))
+    if (course_dir / "gradebook.db").exists():
+        try:
+            sync_record(course_dir, record)
+        except Exception as exc:
+            extra.append(Flag("grader-error", grader_error("mirroring the grade to nbgrader's gradebook", exc)))
+    return dataclasses.replace(record, flags=(*record.flags, *extra)) if extra else record
 
 
 # -- the course batch (`sparkgrade grade`) -------------------------------------------------------------------------
@@ -168,6 +227,9 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
     if not no_sandbox and scheduler is None:
         check_sandbox_available()
     ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox, hardware=hardware)
+    if ctx.needs_gpu and scheduler is None and gpu_count() == 0:
+        raise UserError(f"{lab} grades on a GPU in this course (sparkgrade.yaml: gpu: true) and this machine has no "
+                        "CUDA GPU: grade it on the GPU box (or a Dask GPU worker), or set gpu: false")
     store = CourseStore(course_dir, db_url)
     subs = find_submissions(course_dir, lab, students)
     records: dict[str, GradeRecord] = {}
@@ -178,23 +240,24 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
         if old is not None:
             records[student] = old
             continue
+        # hardware and GPU are resolved here: a remote worker may not see the course's sparkgrade.yaml
         tasks.append(GradeTask(sub, store.seed_for(student, lab, sub.content_hash), str(course_dir.resolve()),
-                               no_sandbox, hardware, ctx.rubric.gpu))
+                               no_sandbox, ctx.hardware, ctx.needs_gpu))
     if scheduler:
         results = run_dask(tasks, scheduler)
     else:
-        n = workers or default_workers(ctx.rubric.gpu, ctx.rubric.sandbox_limits.threads)
+        n = workers or default_workers(ctx.needs_gpu, ctx.rubric.sandbox_limits.threads)
         results = run_local(tasks, n)
     for result in results:
-        record, student = result.record, result.record.student
-        late = seconds_late(course_dir, lab, student)
-        if late > 0:
-            record = dataclasses.replace(record, flags=(*record.flags, Flag(
-                "late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy applies)")))
-        store.save(record, result.executed)
-        if (course_dir / "gradebook.db").exists():
-            sync_record(course_dir, record)
-        records[student] = record
+        record = _after_grading(course_dir, lab, result.record)
+        executed = result.executed
+        try:
+            store.save(record, executed)
+        except Exception as exc:  # e.g. a value the database refuses: the student still gets a record
+            record = failed_record(result.task.submission, ctx.rubric, result.task.seed, "error",
+                                   grader_error("storing the grade", exc), sandboxed=not no_sandbox)
+            store.save(record, None)
+        records[record.student] = record
         if on_result is not None:
             on_result(record, len(records), len(subs))
     store.close()

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 def _add_init(p: argparse.ArgumentParser) -> None:
     p.add_argument("course_dir", help="folder for the new nbgrader course")
+    p.add_argument("--hardware", default=None, metavar="PROFILE",
+                   help="what the students measure on (dgx-spark, h100-sxm, h200, a100-80gb, rtx-4090, l4, cpu): "
+                        "kept in COURSE_DIR/sparkgrade.yaml; any GPU profile also grades the GPU labs on the GPU")
 
 
 def _add_grade(p: argparse.ArgumentParser) -> None:
@@ -32,6 +35,8 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
                    help="local worker processes (default: from cores and GPUs)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run the tasks on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--hardware", default=None, metavar="PROFILE",
+                   help="judge benchmark numbers against this profile instead of the course's (sparkgrade.yaml)")
     _add_db(p)
 
 
@@ -67,6 +72,16 @@ def _add_check_benchmarks(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
 
 
+def _add_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["pull"], help="pull: download the spark profile's checkpoints")
+    p.add_argument("--lab", action="append", default=None, metavar="LAB", help="only this lab's (repeatable)")
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="the mirror (default: $SPARKGRADE_HUB_ROOT, else ~/.cache/sparkgrade/hub); set "
+                        "SPARKGRADE_HUB_ROOT to it for the labs to read it")
+    p.add_argument("--course", default=None, metavar="COURSE_DIR",
+                   help="read the model ids from this course's lab sources instead of the product's")
+
+
 def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", nargs="?", default="demo-course", help="where to build the demo course")
 
@@ -75,10 +90,20 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from autograder.course.config import for_hardware, save_config
     from autograder.course.create import init_course
 
+    config = None
+    if args.hardware is not None:  # checked before any work: a typo costs nothing
+        try:
+            config = for_hardware(args.hardware)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     labs = init_course(Path(args.course_dir))
-    print(f"course ready at {args.course_dir}: {len(labs)} labs in source/ and release/")
+    if config is not None:
+        save_config(Path(args.course_dir), config)
+    where = f"; hardware {config.hardware}{' (GPU labs on the GPU)' * config.gpu}" if config else ""
+    print(f"course ready at {args.course_dir}: {len(labs)} labs in source/ and release/{where}")
     return 0
 
 
@@ -99,7 +124,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
                        description=f"grading {args.lab}: {record.student} {record.score:g}/{record.max_score:g}")
 
         records = grade_course(course, args.lab, args.student, no_sandbox=args.no_sandbox, force=args.force,
-                               db_url=args.db, workers=args.workers, scheduler=args.scheduler, on_result=shown)
+                               hardware=args.hardware, db_url=args.db, workers=args.workers,
+                               scheduler=args.scheduler, on_result=shown)
     if not records:
         print(f"no submissions of {args.lab} in {course / 'submitted'}")
         return 0
@@ -144,6 +170,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from autograder.course.models import default_hub_root, human, pull, spark_checkpoints_from_sources
+    from autograder.paths import assignments_root
+
+    source = Path(args.course) / "source" if args.course else assignments_root() / "source"
+    if not source.is_dir():
+        raise UserError(f"{source}: no lab sources there")
+    root = Path(args.root) if args.root else default_hub_root()
+    pulled = pull(spark_checkpoints_from_sources(source), root, labs=args.lab, say=print)
+    total = sum(p.size_bytes for p in pulled)
+    print(f"{len(pulled)} checkpoint(s), {human(total)} in {root}: export SPARKGRADE_HUB_ROOT={root}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -180,6 +220,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
         _add_check_benchmarks,
         "autograder.plausibility:cmd_check_benchmarks",
     ),
+    "models": ("download the spark profile's checkpoints into the local mirror", _add_models,
+               "autograder.cli:cmd_models"),
     "demo": ("run the whole product on the embedded defaults", _add_demo, "autograder.cli:cmd_demo"),
 }
 

@@ -12,17 +12,20 @@ the batch's business (autograder/batch.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 
 from autograder.checks.plugin import SubmissionContext
-from autograder.checks.runner import run_checks
+from autograder.checks.runner import run_all_checks
+from autograder.course.config import CourseConfig, course_rubric, effective_hardware, load_config
 from autograder.intake import cells as execution
 from autograder.intake.cells import select_cells
 from autograder.intake.notebook import (
@@ -31,11 +34,16 @@ from autograder.intake.notebook import (
     repair_locked_cells,
     suspicious_code,
 )
+from autograder.intake.parameters import pin_parameters
 from autograder.intake.submission import Submission
 from autograder.paths import assignments_root, check_lab
-from autograder.records import CheckResult, Flag, GradeRecord
-from autograder.rubric import Rubric, load_rubric
+from autograder.records import CheckResult, Flag, GradeRecord, SubmissionStatus
+from autograder.rubric import Rubric
 from autograder.sandbox import Sandbox
+from autograder.sandbox.gpus import gpu_sandbox_slot
+
+if TYPE_CHECKING:
+    from autograder.plausibility import Judgement
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,13 @@ class LabContext:
     hardware: str
     no_sandbox: bool = False
     gpu: int | None = None
+    course: CourseConfig = field(default_factory=CourseConfig)
+
+    @property
+    def needs_gpu(self) -> bool:
+        """On the GPU only where both say so: the lab's rubric (`gpu: true`) and the course (`gpu: true` in its
+        sparkgrade.yaml), so the same lab still grades on CPU in a CPU course."""
+        return self.rubric.on_gpu
 
 
 def lab_source_dir(course_dir: Path | None, lab: str) -> Path:
@@ -61,12 +76,14 @@ def lab_source_dir(course_dir: Path | None, lab: str) -> Path:
 def load_lab(course_dir: Path | None, lab: str, *, no_sandbox: bool = False, hardware: str | None = None,
              models_dir: Path | None = None) -> LabContext:
     check_lab(lab)
-    rubric = load_rubric(lab)
+    course = load_config(course_dir)
+    rubric = course_rubric(lab, course)
     src_dir = lab_source_dir(course_dir, lab)
     source = nbformat.read(src_dir / f"{lab}.ipynb", as_version=4)
     if models_dir is None and (src_dir / "models").is_dir():
         models_dir = src_dir / "models"
-    return LabContext(lab, rubric, source, models_dir, hardware or rubric.hardware, no_sandbox)
+    return LabContext(lab, rubric, source, models_dir, effective_hardware(hardware, course, rubric.hardware),
+                      no_sandbox, course=course)
 
 
 def _zero(rubric: Rubric, message: str) -> tuple[CheckResult, ...]:
@@ -74,20 +91,35 @@ def _zero(rubric: Rubric, message: str) -> tuple[CheckResult, ...]:
                  for cid, spec in rubric.checks.items())
 
 
-def benchmark_flags(data: bytes | None, hardware: str) -> list[Flag]:
-    """Suspicious (not impossible) benchmark numbers cost no points: they are flagged for a person to look at.
-    Impossible ones are already scored by the lab's benchmark checks."""
-    if not data:
-        return []
-    from autograder.plausibility import check_benchmarks, parse_records
-    from reference.hardware import get_profile
+def benchmark_judgement(sub: Submission, context: SubmissionContext) -> Judgement | None:
+    """The benchmarks.json judgement of this submission: the one the lab's benchmark checks made and used, or, for
+    a lab without benchmark checks, the file judged here once. None when no benchmarks.json was submitted."""
+    from autograder.checks.trusted import BENCHMARKS_MEMO
+    from autograder.plausibility import judge_file
 
-    try:
-        records = parse_records(json.loads(data))
-        verdicts = check_benchmarks(records, get_profile(hardware))
-    except Exception:
-        return []  # a malformed file is the benchmark checks' business; they say why
-    return [Flag("suspicious-benchmark", v.message[:500]) for v in verdicts if v.severity == "suspicious"][:10]
+    judged = context.memo.get(BENCHMARKS_MEMO)
+    if judged is None and "benchmarks.json" in sub.files:
+        judged = judge_file(sub.files["benchmarks.json"], context.hardware)
+    return judged
+
+
+def benchmark_flags(sub: Submission, judged: Judgement | None, hardware: str) -> list[Flag]:
+    """Suspicious (not impossible) benchmark numbers cost no points: they are flagged for a person to look at, as
+    are records measured on other hardware than the course's. Impossible ones are already scored by the lab's
+    benchmark checks; a malformed file is theirs to explain."""
+    from reference.devices import device_mismatches
+
+    flags: list[Flag] = []
+    data = sub.files.get("benchmarks.json")
+    if data:
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raw = None
+        flags += [Flag("device-mismatch", line[:500]) for line in device_mismatches(raw, hardware)][:10]
+    if judged is not None:
+        flags += [Flag("suspicious-benchmark", v.message[:500]) for v in judged.suspicious][:10]
+    return flags
 
 
 def _merged(full: nbformat.NotebookNode, executed: bytes | None, cells: list[int]) -> bytes:
@@ -109,7 +141,9 @@ def _execute_and_check(sub: Submission, ctx: LabContext, notebook: nbformat.Note
     rubric = ctx.rubric
     cells = select_cells(notebook, mode, rubric.setup_cells)
     to_run = notebook if mode == "all" else execution.reduced(notebook, cells)
-    with Sandbox(nbformat.writes(to_run).encode(), notebook_name=f"{sub.lab}.ipynb",
+    # At most the course's number of GPU sandboxes at once on this machine: on unified memory they share the host's.
+    slot = gpu_sandbox_slot(ctx.course.gpu_sandboxes) if ctx.gpu is not None else contextlib.nullcontext()
+    with slot, Sandbox(nbformat.writes(to_run).encode(), notebook_name=f"{sub.lab}.ipynb",
                  models_dir=ctx.models_dir, limits=rubric.sandbox_limits, gpu=ctx.gpu,
                  no_sandbox=ctx.no_sandbox) as sandbox:
         run = sandbox.run()
@@ -119,15 +153,59 @@ def _execute_and_check(sub: Submission, ctx: LabContext, notebook: nbformat.Note
         t_checks = time.perf_counter()
         if ctx.models_dir is not None:  # the checks load the same models in this (trusted) process
             os.environ["SPARKGRADE_MODELS_TRUSTED"] = str(ctx.models_dir)
-        checks, grader_errors = run_checks(rubric, sandbox, seed, context)
+        outcome = run_all_checks(rubric, sandbox, seed, context)
         checks_s = time.perf_counter() - t_checks
-    return run, executed, checks, grader_errors, checks_s
+    # What a person should see from the checks: the grader's own failures, and forbidden calls (rubric `forbid:`).
+    check_flags = [Flag("grader-error", err[:500]) for err in outcome.grader_errors] + outcome.flags
+    return run, executed, outcome.results, check_flags, checks_s
+
+
+def failed_record(sub: Submission, rubric: Rubric, seed: str, status: SubmissionStatus, reason: str, *,
+                  sandboxed: bool = True, flags: tuple[Flag, ...] = (), total_s: float = 0.0) -> GradeRecord:
+    """The record of a submission that could not be graded: every check at zero with the reason, one line."""
+    reason = one_line(reason)
+    return GradeRecord(student=sub.student, assignment=sub.lab, status=status, score=0.0, max_score=rubric.max_score,
+                       checks=_zero(rubric, reason), flags=flags, content_hash=sub.content_hash, seed=seed,
+                       rubric_version=rubric.version, sandboxed=sandboxed, timings={"total_s": total_s},
+                       reason=reason, machine=platform.node())
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def grader_error(step: str, exc: BaseException) -> str:
+    """The reason of a record whose grading failed for a reason the grader does not attribute to the submission."""
+    return one_line(f"grader error while {step}: {type(exc).__name__}: {exc}")
+
+
+# Steps whose input is the submission's bytes and nothing else: what goes wrong there is the submission's shape.
+_INTAKE_STEPS = ("reading the notebook", "repairing locked cells", "scanning the code")
 
 
 def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[GradeRecord, bytes | None]:
-    """Grade one submission. Never raises for anything the submission does; returns the record and the
-    executed notebook (untrusted bytes, for feedback) when there is one."""
+    """Grade one submission. Never raises, whatever the submission holds: a notebook the grader cannot take in is
+    ``invalid``, a failure of the grader's own is ``error`` with "grader error" in its reason. Either way the
+    record is stored like any other, so a rerun does not retry it unless the submission's content changed."""
     t0 = time.perf_counter()
+    steps = ["reading the notebook"]
+    try:
+        return _grade(sub, ctx, seed, t0, steps)
+    except (RecursionError, MemoryError) as exc:
+        # Exhausted by the submission's shape (nesting, size) in whichever step held it: never retried as is.
+        status: SubmissionStatus = "invalid" if steps[-1] in _INTAKE_STEPS else "error"
+        reason = (f"the notebook is nested too deeply or is too large to process ({type(exc).__name__} while "
+                  f"{steps[-1]})")
+    except Exception as exc:  # a bug of the grader: reported as such, and it costs no other student
+        status, reason = "error", grader_error(steps[-1], exc)
+    return failed_record(sub, ctx.rubric, seed, status, reason, sandboxed=not ctx.no_sandbox,
+                         total_s=time.perf_counter() - t0), None
+
+
+def _grade(sub: Submission, ctx: LabContext, seed: str, t0: float,
+           steps: list[str]) -> tuple[GradeRecord, bytes | None]:
+    """grade_submission's steps; each names itself in ``steps`` first, so a failure says where it happened.
+    Returns the record and the executed notebook (untrusted bytes, for feedback) when there is one."""
     rubric = ctx.rubric
     base = dict(student=sub.student, assignment=sub.lab, max_score=rubric.max_score, content_hash=sub.content_hash,
                 seed=seed, rubric_version=rubric.version, sandboxed=not ctx.no_sandbox, machine=platform.node())
@@ -138,17 +216,21 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
     except InvalidNotebook as exc:
         return GradeRecord(status="invalid", score=0.0, checks=_zero(rubric, str(exc)), flags=tuple(flags),
                            reason=str(exc), timings={"total_s": time.perf_counter() - t0}, **base), None
+    steps.append("repairing locked cells")
     repair = repair_locked_cells(nb, ctx.source)
     flags += repair.flags
+    steps.append("scanning the code")
     flags += suspicious_code(repair.notebook, ctx.source)
+    notebook = pin_parameters(repair.notebook, ctx.source)  # the grader decides the profile, not the submission
+    steps.append("running the notebook and its checks")
     context = SubmissionContext(sub.student, sub.lab, dict(sub.files), ctx.hardware,
                                 "cuda" if ctx.gpu is not None else "cpu")
-    run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, rubric.execute,
+    run, executed, checks, check_flags, checks_s = _execute_and_check(sub, ctx, notebook, rubric.execute,
                                                                         seed, context)
     rerun_after_s = None
     if run is None:  # a definitions-only run lacked a name only the whole notebook defines: run it all
         rerun_after_s = time.perf_counter() - t0
-        run, executed, checks, grader_errors, checks_s = _execute_and_check(sub, ctx, repair.notebook, "all", seed,
+        run, executed, checks, check_flags, checks_s = _execute_and_check(sub, ctx, notebook, "all", seed,
                                                                             context)
     assert run is not None
     status = "graded"
@@ -160,13 +242,14 @@ def grade_submission(sub: Submission, ctx: LabContext, seed: str) -> tuple[Grade
             status = "timeout"
         elif not run.alive:
             status = "error"
-    for err in grader_errors:
-        flags.append(Flag("grader-error", err[:500]))
-    flags += benchmark_flags(sub.files.get("benchmarks.json"), ctx.hardware)
+    steps.append("scoring")
+    flags += check_flags
+    judged = benchmark_judgement(sub, context)
+    flags += benchmark_flags(sub, judged, context.hardware)
     score = round(sum(c.points for c in checks), 6)
     timings = {"sandbox_start_s": run.start_s, "notebook_s": run.run_s, "checks_s": checks_s,
                "total_s": time.perf_counter() - t0}
     if rerun_after_s is not None:  # on the record: the whole notebook ran, after a definitions-only run of this long
         timings["definitions_run_s"] = rerun_after_s
     return GradeRecord(status=status, score=score, checks=tuple(checks), flags=tuple(flags), reason=reason,
-                       timings=timings, **base), executed
+                       timings=timings, verdicts=judged.verdicts if judged is not None else None, **base), executed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -10,12 +11,24 @@ from autograder.errors import UserError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def _product_folder(folder: str, package: str) -> Path:
+    """A top-level data folder of the product: beside the source tree in a checkout (or an editable install), else
+    the copy a wheel installs as the package ``package`` (setup.py maps the folder there)."""
+    beside = PROJECT_ROOT / folder
+    if beside.is_dir():
+        return beside
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return beside  # neither: the caller's "no rubric at ..." names the path it looked for
+
+
 def rubrics_root() -> Path:
-    return Path(os.environ.get("SPARKGRADE_RUBRICS", PROJECT_ROOT / "rubrics"))
+    return Path(os.environ.get("SPARKGRADE_RUBRICS") or _product_folder("rubrics", "sparkgrade_rubrics"))
 
 
 def assignments_root() -> Path:
-    return Path(os.environ.get("SPARKGRADE_ASSIGNMENTS", PROJECT_ROOT / "assignments"))
+    return Path(os.environ.get("SPARKGRADE_ASSIGNMENTS") or _product_folder("assignments", "sparkgrade_assignments"))
 
 
 def lab_ids() -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from autograder.plausibility.schema import Verdict
+
 CheckStatus = Literal["passed", "failed", "error"]
 SubmissionStatus = Literal["graded", "error", "timeout", "invalid"]
 
@@ -57,6 +59,9 @@ class GradeRecord:
     timings: dict[str, float] = field(default_factory=dict)  # sandbox start, notebook run, checks, total
     reason: str = ""  # why the status is not "graded", in one line
     machine: str = ""
+    # The plausibility verdicts of the submitted benchmarks.json, judged once during grading; None: not judged
+    # (no file), which leaves verdicts already stored for this content as they are
+    verdicts: tuple[Verdict, ...] | None = None
 
     def to_export(self) -> dict[str, Any]:
         return {
@@ -73,7 +78,8 @@ class GradeRecord:
         d = self.to_export()
         d.update(content_hash=self.content_hash, seed=self.seed, rubric_version=self.rubric_version,
                  sandboxed=self.sandboxed, timings=self.timings, reason=self.reason, machine=self.machine,
-                 checks=[{**c.to_dict(), "details": c.details} for c in self.checks])
+                 checks=[{**c.to_dict(), "details": c.details} for c in self.checks],
+                 verdicts=None if self.verdicts is None else [v.to_dict() for v in self.verdicts])
         return d
 
     @classmethod
@@ -85,4 +91,5 @@ class GradeRecord:
             flags=tuple(Flag(**f) for f in d["flags"]), content_hash=d["content_hash"], seed=d["seed"],
             rubric_version=d["rubric_version"], sandboxed=d["sandboxed"], timings=d.get("timings", {}),
             reason=d.get("reason", ""), machine=d.get("machine", ""),
+            verdicts=None if d.get("verdicts") is None else tuple(Verdict.from_dict(v) for v in d["verdicts"]),
         )

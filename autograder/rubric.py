@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autograder.errors import UserError
 from autograder.paths import rubrics_root
@@ -33,6 +33,16 @@ class CheckSpec(BaseModel):
     title: str = ""  # one learner-facing line: what the check is about
 
 
+class ForbidSpec(BaseModel):
+    """Callables a student function must not use (the lab exists so that students write them). They are traced
+    inside the sandbox while the function runs (sandbox/inside/harness.py). ``zero``: the function's checks score
+    nothing; ``flag``: the points stand and a person looks. Either way the record carries a forbidden-call flag."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    calls: list[str] = Field(min_length=1)  # dotted paths: "transformers.models.mixtral.modeling_mixtral.load_..."
+    policy: Literal["zero", "flag"] = "zero"
+
+
 class Rubric(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     lab: str
@@ -47,6 +57,30 @@ class Rubric(BaseModel):
     models: list[str] = Field(default_factory=list)  # tiny models the checks use beyond those the notebook names
     tolerances: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     checks: dict[str, CheckSpec]
+    # Checks that run only in a GPU course (course gpu: true and this rubric's gpu: true): the student's functions
+    # on CUDA tensors against the GPU reference kernels. Their code lives in rubrics/<lab>/test_gpu_*.py, which a
+    # CPU course never collects.
+    gpu_checks: dict[str, CheckSpec] = Field(default_factory=dict)
+    on_gpu: bool = False  # set by on_gpu_course(), never in the YAML: this copy grades on the GPU
+
+    @model_validator(mode="after")
+    def _gpu_checks_apart(self) -> Rubric:
+        both = sorted(set(self.checks) & set(self.gpu_checks))
+        if both:
+            raise ValueError(f"check ids in both checks and gpu_checks: {', '.join(both)}")
+        if self.gpu_checks and not self.gpu:
+            raise ValueError("gpu_checks need gpu: true")
+        return self
+
+    def on_gpu_course(self) -> Rubric:
+        """This rubric as a GPU course grades with it: its GPU checks join the others (and the maximum score)."""
+        if self.on_gpu:
+            return self
+        # "+gpu" in the version: a GPU course's records are another rubric's, so switching a course to the GPU
+        # regrades it, while the CPU course's version (and its stored grades) stay as they are.
+        return self.model_copy(update={"checks": {**self.checks, **self.gpu_checks}, "gpu_checks": {}, "on_gpu": True,
+                                       "version": f"{self.version}+gpu"})
+    forbid: dict[str, ForbidSpec] = Field(default_factory=dict)  # student function -> what it must not call
 
     @property
     def max_score(self) -> float:
@@ -55,7 +89,7 @@ class Rubric(BaseModel):
     @cached_property
     def sandbox_limits(self) -> Limits:
         ints = {"memory_bytes", "max_processes", "file_bytes", "cell_output_bytes", "call_output_bytes",
-                "call_text_bytes", "tmp_bytes", "threads"}
+                "call_text_bytes", "tmp_bytes", "threads", "gpu_memory_bytes", "host_reserve_bytes"}
         try:
             return Limits(**{k: int(v) if k in ints else float(v) for k, v in self.limits.items()})
         except TypeError as exc:

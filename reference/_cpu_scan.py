@@ -25,26 +25,33 @@ import functools
 import math
 import os
 import threading
+import types
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reference.common import bc_groups
+
 CHUNK = 128  # positions per chunk: the decay buffer stays in the cache at the labs' sizes
 # numba's fallback threading layer (workqueue, where neither TBB nor GNU OpenMP is present) aborts the process on
 # concurrent parallel launches from two threads; the scan is a trusted-side helper, so serialise its calls.
 _LAUNCH = threading.Lock()
+# The kernels' parallel loop: numba.prange once compiled (_kernels binds it), a plain range if read as Python.
+prange = range
 
 
-def _rows(decay, delta, u, A, B, C, D, gate, start, n, n_next, has_d, has_gate, zero, y, x):  # pragma: no cover
+def _rows(decay: Any, delta: Any, u: Any, A: Any, B: Any, C: Any, D: Any, gate: Any,  # pragma: no cover
+          start: int, n: int, n_next: int, has_d: bool, has_gate: bool, zero: Any, y: Any, x: Any) -> None:
     """decay (b, d, T, N): exp(delta*A) of this chunk, overwritten as it is read with delta*A of the next chunk's
     first n_next positions; delta, u, gate (b, d, L): gate = silu(z); A (d, N); B, C (Bb, G, L|1, N); D (d,);
     y (b, d, L): the finished output (y + D u) * silu(z); x (b, d, N): the state, carried in and out.
     Rows (b, d) are independent: one per thread."""
     batch, dim = u.shape[0], u.shape[1]
     N = x.shape[2]
-    for row in prange(batch * dim):  # noqa: F821 - numba's prange, bound when compiled
+    for row in prange(batch * dim):
         b = row // dim
         d = row - b * dim
         bb = b if B.shape[0] > 1 else 0
@@ -75,7 +82,8 @@ def _rows(decay, delta, u, A, B, C, D, gate, start, n, n_next, has_d, has_gate, 
             y[b, d, pos] = acc
 
 
-def _channels(decay, delta, u, AT, B, C, D, gate, start, n, n_next, has_d, has_gate, zero, y, x):  # pragma: no cover
+def _channels(decay: Any, delta: Any, u: Any, AT: Any, B: Any, C: Any, D: Any, gate: Any,  # pragma: no cover
+              start: int, n: int, n_next: int, has_d: bool, has_gate: bool, zero: Any, y: Any, x: Any) -> None:
     """The same scan with channels as the vector axis, for blocks of channels that share their B/C group.
     decay (b, nblk, T, N, blk): exp(delta*A) of this chunk, overwritten as it is read with delta*A of the next
     chunk; AT (nblk, N, blk): A by block, transposed; x (b, nblk, N, blk): the state; delta, u, gate, y (b, d, L).
@@ -83,7 +91,7 @@ def _channels(decay, delta, u, AT, B, C, D, gate, start, n, n_next, has_d, has_g
     B_l[n] and C_l[n] as scalars, no horizontal sum and no per-position setup per channel."""
     batch, nblk, _, N, blk = decay.shape
     dim = nblk * blk
-    for task in prange(batch * nblk):  # noqa: F821 - numba's prange, bound when compiled
+    for task in prange(batch * nblk):
         b = task // nblk
         i = task - b * nblk
         d0 = i * blk
@@ -134,7 +142,7 @@ def _channels(decay, delta, u, AT, B, C, D, gate, start, n, n_next, has_d, has_g
 
 
 @functools.cache
-def _kernels() -> dict[str, Callable] | None:
+def _kernels() -> dict[str, Callable[..., Any]] | None:
     if os.environ.get("SPARKGRADE_NO_NUMBA"):
         return None
     try:
@@ -142,14 +150,16 @@ def _kernels() -> dict[str, Callable] | None:
     except ImportError:
         return None
     # reassoc lets the N-sum vectorise; no "nnan"/"ninf": NaN and inf must propagate as in the oracle.
-    opts = {"parallel": True, "fastmath": {"reassoc", "contract"}, "error_model": "numpy", "nogil": True}
-    kernels = {}
+    fastmath = {"reassoc", "contract"}
+    kernels: dict[str, Callable[..., Any]] = {}
     for body in (_rows, _channels):
-        fn = type(body)(body.__code__, dict(body.__globals__, prange=numba.prange), body.__name__)
+        fn = types.FunctionType(body.__code__, dict(body.__globals__, prange=numba.prange), body.__name__)
         try:
-            kernels[body.__name__.lstrip("_")] = numba.njit(cache=True, **opts)(fn)
+            kernels[body.__name__.lstrip("_")] = numba.njit(
+                fn, cache=True, parallel=True, fastmath=fastmath, error_model="numpy", nogil=True)
         except RuntimeError:  # no writable cache location next to the package: compile per process instead
-            kernels[body.__name__.lstrip("_")] = numba.njit(**opts)(fn)
+            kernels[body.__name__.lstrip("_")] = numba.njit(
+                fn, parallel=True, fastmath=fastmath, error_model="numpy", nogil=True)
     return kernels
 
 
@@ -177,14 +187,9 @@ def plan(batch: int, dim: int, groups_b: int, groups_c: int, kernel: str | None 
 
 
 def _bc_layout(M: torch.Tensor, dim: int) -> torch.Tensor:
-    """Fixed (d, N) -> (1, d, 1, N); variable (b, N, L) -> (b, 1, L, N); grouped (b, G, N, L) -> (b, G, L, N)."""
-    if M.dim() == 2:
-        return M[None, :, None, :].contiguous()
-    if M.dim() == 3:
-        return M.transpose(1, 2).unsqueeze(1).contiguous()
-    if dim % M.shape[1]:
-        raise ValueError(f"dim {dim} is not divisible by the number of B/C groups {M.shape[1]}")
-    return M.transpose(2, 3).contiguous()
+    """The kernels' view of B/C: fixed (d, N) -> (1, d, 1, N); variable (b, N, L) -> (b, 1, L, N); grouped
+    (b, G, N, L) -> (b, G, L, N) (reference.common.bc_groups, positions before the state axis)."""
+    return bc_groups(M, dim).transpose(2, 3).contiguous()
 
 
 def scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,

@@ -11,7 +11,7 @@ write "80 GB" for what the driver reports as 80 GiB. So marketing "GB" of HBM/GD
     h100-sxm          80 GB                       3350 GB/s   989 TFLOP/s
     h200              141 GB                      4800 GB/s   989 TFLOP/s
     a100-80gb (SXM)   80 GB                       2039 GB/s   312 TFLOP/s
-    rtx-4090          24 GB                       1008 GB/s   165 TFLOP/s
+    rtx-4090          24 GB                       1008 GB/s   165 TFLOP/s (330 with FP16 accumulate)
     l4                24 GB                        300 GB/s   121 TFLOP/s
     cpu               8 TiB                       2000 GB/s  1000 TFLOP/s  (a generous ceiling, see below)
 """
@@ -37,6 +37,9 @@ class HardwareProfile:
     bf16_flops: float
     cuda_visible_bytes: int | None = None
     flops_estimated: bool = False  # True when bf16_flops is our estimate, not a published figure
+    # GeForce cards run FP16 (and FP8) tensor ops with FP16 accumulation at twice the rate of FP32 accumulation,
+    # and inference engines (llama.cpp) use it; the bf16_flops above are FP32-accumulate figures.
+    fp16_accumulate_speedup: float = 1.0
     notes: str = ""
 
     @property
@@ -44,16 +47,19 @@ class HardwareProfile:
         """The most a benchmark can allocate: CUDA-visible memory where it is less than the physical memory."""
         return self.cuda_visible_bytes if self.cuda_visible_bytes is not None else self.memory_bytes
 
-    def peak_flops(self, dtype_bytes: float = 2) -> float:
+    def peak_flops(self, dtype_bytes: float = 2, *, fp16_accumulate: bool = False) -> float:
         """Dense tensor peak for a weight width: FP8/INT8 run at 2x BF16, 4-bit at 4x, FP32 (TF32) taken as BF16.
 
         FP32 is not made slower here: the number is used as a ceiling, and a ceiling may only be generous.
+        ``fp16_accumulate`` gives the peak with FP16 accumulation where the device runs it faster (RTX 4090: 330
+        TFLOP/s FP16 against 165 with FP32 accumulation), the ceiling for engines that use it.
         """
+        base = self.bf16_flops * (self.fp16_accumulate_speedup if fp16_accumulate else 1.0)
         if dtype_bytes <= 0.5:
-            return self.bf16_flops * 4
+            return base * 4
         if dtype_bytes <= 1:
-            return self.bf16_flops * 2
-        return self.bf16_flops
+            return base * 2
+        return base
 
 
 PROFILES: dict[str, HardwareProfile] = {
@@ -98,6 +104,9 @@ PROFILES: dict[str, HardwareProfile] = {
             memory_bytes=24 * GiB,
             bandwidth_bytes_s=1008 * GB,
             bf16_flops=165 * TFLOPS,
+            # Ada whitepaper, RTX 4090: 165.2 TFLOP/s FP16/BF16 tensor with FP32 accumulate, 330.3 with FP16
+            # accumulate (dense); FP8 660.6 with FP16 accumulate.
+            fp16_accumulate_speedup=2.0,
         ),
         HardwareProfile(
             name="l4",

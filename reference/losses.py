@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
+from reference.common import compute_dtype
+
 Logits = torch.Tensor | Sequence[torch.Tensor]
 
 
@@ -24,10 +26,6 @@ def _layers(logits: Logits) -> list[torch.Tensor]:
     if not layers:
         raise ValueError("router logits are empty: pass a tensor or a non-empty tuple of per-layer tensors")
     return layers
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def load_balancing_loss(
@@ -53,7 +51,7 @@ def load_balancing_loss(
     if not 1 <= top_k <= num_experts:
         raise ValueError(f"top_k must be between 1 and num_experts ({num_experts}), got {top_k}")
     device = layers[0].device
-    acc = _compute_dtype(layers[0])
+    acc = compute_dtype(layers[0])
     counts = torch.zeros(num_experts, dtype=acc, device=device)
     prob_sum = torch.zeros(num_experts, dtype=acc, device=device)
     rows = torch.zeros((), dtype=acc, device=device)
@@ -87,7 +85,7 @@ def switch_load_balancing_loss(router_logits: torch.Tensor, alpha: float = 1e-2)
         loss = alpha * N * sum_i f_i P_i       (balanced routing gives alpha)
     """
     num_experts = router_logits.shape[-1]
-    logits = router_logits.reshape(-1, num_experts).to(_compute_dtype(router_logits))
+    logits = router_logits.reshape(-1, num_experts).to(compute_dtype(router_logits))
     probs = torch.softmax(logits, dim=-1)
     f = torch.bincount(probs.argmax(dim=-1), minlength=num_experts).to(probs.dtype) / probs.shape[0]
     p = probs.mean(dim=0)
@@ -98,7 +96,7 @@ def _deepseek_f_and_p(scores: torch.Tensor, top_k: int) -> tuple[torch.Tensor, t
     n_routed = scores.shape[-1]
     if not 1 <= top_k <= n_routed:
         raise ValueError(f"top_k must be between 1 and the number of routed experts ({n_routed}), got {top_k}")
-    s = scores.reshape(-1, n_routed).to(_compute_dtype(scores))
+    s = scores.reshape(-1, n_routed).to(compute_dtype(scores))
     num_tokens = s.shape[0]
     chosen = torch.topk(s, top_k, dim=-1).indices
     selections = torch.bincount(chosen.reshape(-1), minlength=n_routed).to(s.dtype)
@@ -153,7 +151,7 @@ def router_z_loss(router_logits: Logits) -> torch.Tensor:
         loss = (1/T) sum_t (log sum_j exp x_{t,j})^2
     """
     layers = _layers(router_logits)
-    acc = _compute_dtype(layers[0])
+    acc = compute_dtype(layers[0])
     num_experts = layers[0].shape[-1]
     flat = torch.cat([layer.reshape(-1, num_experts).to(device=layers[0].device, dtype=acc) for layer in layers])
     return torch.mean(torch.logsumexp(flat, dim=-1) ** 2)

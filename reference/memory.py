@@ -1,5 +1,6 @@
 """Memory maths of the labs' models: KV cache, SSM state, parameter counts and prefill FLOPs, from a model's config.
 
+Config fields are read by reference.model_config (re-exported here: field, num_layers, hidden_size, layer_kinds...).
 A config is a Hugging Face config object (``PretrainedConfig``) or a plain dict of its fields (a ``config.json``).
 Field names are transformers' (``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``,
 ``num_key_value_heads``, ``head_dim``, ``intermediate_size``, ``state_size``, ``conv_kernel``, ``expand`` ...);
@@ -10,7 +11,7 @@ Equations (bytes; b = batch, L = tokens held, s = bytes per element):
 
     KV cache     = 2 * attention_layers * kv_heads * head_dim * L * b * s        GQA: kv_heads <= heads
                    MLA (DeepSeek-V2): attention_layers * (kv_lora_rank + qk_rope_head_dim) * L * b * s
-                   sliding window: L is capped at the window
+                   sliding window: L is capped at the window, layer by layer (``layer_types``)
     Mamba state  = mamba_layers * d_inner * (d_state + d_conv) * b * s           constant in L
                    d_inner = intermediate_size, or expand * hidden_size
     prefill      >= 2 * matmul params * L  +  attention_layers * L^2 * heads * (qk_dim + v_dim)     (causal)
@@ -25,7 +26,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_MISSING = object()
+from reference.model_config import (
+    _cached_tokens_per_layer,
+    _head_dim,
+    _heads,
+    _is_mla,
+    _kv_heads,
+    field,
+    hidden_size,
+    is_pure_ssm,
+    layer_kinds,
+    model_type,
+    num_layers,
+)
 
 # Bytes per element of the dtypes a benchmark may name. 4-bit formats are 0.5 (their scales are left out: a floor).
 DTYPE_BYTES: dict[str, float] = {
@@ -71,85 +84,6 @@ def normalize_dtype(name: str) -> str:
 def dtype_bytes(name: str) -> float:
     return DTYPE_BYTES[normalize_dtype(name)]
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# Reading config fields from a dict or a PretrainedConfig
-
-
-def field(config: Any, *names: str, default: Any = _MISSING) -> Any:
-    """The first of ``names`` that the config sets to a value other than None."""
-    for name in names:
-        if isinstance(config, Mapping):
-            value = config.get(name)
-        else:
-            value = getattr(config, name, None)
-        if value is not None:
-            return value
-    if default is _MISSING:
-        raise KeyError(f"config has none of the fields {', '.join(names)}")
-    return default
-
-
-def model_type(config: Any) -> str:
-    return str(field(config, "model_type", default="")).lower()
-
-
-def num_layers(config: Any) -> int:
-    return int(field(config, "num_hidden_layers", "n_layer", "num_layers", "n_layers"))
-
-
-def hidden_size(config: Any) -> int:
-    return int(field(config, "hidden_size", "d_model", "n_embd"))
-
-
-def is_pure_ssm(config: Any) -> bool:
-    """Mamba-1/2 (no attention layer at all)."""
-    if model_type(config) in {"mamba", "mamba2", "falcon_mamba"}:
-        return True
-    has_state = field(config, "state_size", "d_state", default=None) is not None
-    has_heads = field(config, "num_attention_heads", "n_head", default=None) is not None
-    return has_state and not has_heads
-
-
-def layer_kinds(config: Any) -> list[str]:
-    """'attention' or 'mamba' for each layer (pure transformers: all attention; pure SSMs: all mamba)."""
-    n = num_layers(config)
-    if is_pure_ssm(config):
-        return ["mamba"] * n
-    explicit = field(config, "layers_block_type", default=None)
-    if isinstance(explicit, list | tuple) and len(explicit) == n:
-        return ["attention" if "attn" in str(k) or "attention" in str(k) else "mamba" for k in explicit]
-    period = field(config, "attn_layer_period", default=None)
-    if period is not None:  # Jamba: attention where i % period == offset
-        offset = int(field(config, "attn_layer_offset", default=0))
-        return ["attention" if i % int(period) == offset else "mamba" for i in range(n)]
-    return ["attention"] * n
-
-
-def _heads(config: Any) -> int:
-    return int(field(config, "num_attention_heads", "n_head"))
-
-
-def _kv_heads(config: Any) -> int:
-    return int(field(config, "num_key_value_heads", "num_kv_heads", "n_head_kv", default=_heads(config)))
-
-
-def _head_dim(config: Any) -> int:
-    return int(field(config, "head_dim", default=hidden_size(config) // _heads(config)))
-
-
-def _is_mla(config: Any) -> bool:
-    return field(config, "kv_lora_rank", default=None) is not None
-
-
-def _cached_tokens(config: Any, seq_len: int) -> int:
-    """Tokens a layer keeps: all of them, or the sliding window where the model uses one."""
-    window = field(config, "sliding_window", default=None)
-    if window is not None and field(config, "use_sliding_window", default=True):
-        return min(seq_len, int(window))
-    return seq_len
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Cache and state
 
@@ -160,15 +94,14 @@ def kv_cache_bytes(config: Any, seq_len: int, batch_size: int = 1, dtype_bytes: 
     Only attention layers count (a Jamba-like hybrid's Mamba layers hold state instead, see mamba_state_bytes).
     MLA models (DeepSeek-V2) count the compressed latent cache, the smallest form the model can be served with.
     """
-    attention_layers = layer_kinds(config).count("attention")
-    if attention_layers == 0:
+    tokens = sum(_cached_tokens_per_layer(config, seq_len))  # summed over the attention layers
+    if tokens == 0:
         return 0
-    tokens = _cached_tokens(config, seq_len)
     if _is_mla(config):
         per_layer_token = int(field(config, "kv_lora_rank")) + int(field(config, "qk_rope_head_dim", default=0))
     else:
         per_layer_token = 2 * _kv_heads(config) * _head_dim(config)
-    return int(attention_layers * per_layer_token * tokens * batch_size * dtype_bytes)
+    return int(per_layer_token * tokens * batch_size * dtype_bytes)
 
 
 def kv_cache_bytes_per_token(config: Any, dtype_bytes: float = 2) -> int:
@@ -251,10 +184,10 @@ def _attention_params(config: Any) -> int:
     kv = _kv_heads(config)
     weights = h * heads * hd + 2 * h * kv * hd + heads * hd * h
     bias = field(config, "attention_bias", default=None)
-    if bias is None:  # Qwen2 family always has q/k/v biases; GPT-NeoX biases everything
-        bias = model_type(config) in {"qwen2", "qwen2_moe", "gpt_neox"}
+    if bias is None:  # Qwen2 family always has q/k/v biases; GPT-NeoX and the two-matrix families bias everything
+        bias = model_type(config) in {"qwen2", "qwen2_moe"} or _two_matrix_bias(config)
     if bias:
-        weights += heads * hd + 2 * kv * hd + (h if model_type(config) == "gpt_neox" else 0)
+        weights += heads * hd + 2 * kv * hd + (h if model_type(config) in _TWO_MATRIX_MLP else 0)
     return weights
 
 
@@ -299,16 +232,81 @@ def _is_moe_layer(config: Any, i: int) -> bool:
     return i % int(field(config, "moe_layer_freq", default=1)) == 0
 
 
-def _ffn_params(config: Any, i: int) -> tuple[int, int]:
-    """(total, active) parameters of layer i's feed-forward block."""
+# Model types whose MLP is two matrices (up, activation, down) rather than a gated three (gate, up, down), with
+# whether their linear layers carry biases when the config does not say. From each family's transformers modelling
+# code: GPT-J fc_in/fc_out, GPT-2 c_fc/c_proj, OPT fc1/fc2, BLOOM dense_h_to_4h/dense_4h_to_h, Falcon (bias=False by
+# default), Phi-1/2 fc1/fc2, StarCoder2 c_fc/c_proj, MPT up_proj/down_proj (no_bias).
+_TWO_MATRIX_MLP: dict[str, bool] = {
+    "gpt_neox": True,
+    "gptj": True,
+    "gpt2": True,
+    "gpt_bigcode": True,
+    "gpt_neo": True,
+    "codegen": True,
+    "opt": True,
+    "bloom": True,
+    "falcon": False,
+    "phi": True,
+    "starcoder2": True,
+    "mpt": False,
+}
+# Families whose position embeddings are a learned table (rows = positions; OPT keeps 2 extra rows).
+_LEARNED_POSITIONS = {"gpt2": 0, "gpt_bigcode": 0, "gpt_neo": 0, "opt": 2}
+
+
+def _two_matrix_bias(config: Any) -> bool:
+    mtype = model_type(config)
+    if mtype not in _TWO_MATRIX_MLP:
+        return False
+    if field(config, "no_bias", default=None) is not None:  # MPT
+        return not field(config, "no_bias")
+    return bool(field(config, "enable_bias", "bias", "use_bias", default=_TWO_MATRIX_MLP[mtype]))
+
+
+def _dense_ffn_params(config: Any) -> int:
     h = hidden_size(config)
-    if model_type(config) == "gpt_neox":
-        ffn = int(field(config, "intermediate_size", default=4 * h))
-        n = 2 * h * ffn + ffn + h
-        return n, n
-    if not _is_moe_layer(config, i):
-        ffn = int(field(config, "intermediate_size", "ffn_dim", "n_inner", default=4 * h))
-        return 3 * h * ffn, 3 * h * ffn
+    if model_type(config) in _TWO_MATRIX_MLP:
+        ratio = field(config, "expansion_ratio", default=None)  # MPT
+        ffn = int(ratio * h) if ratio else int(
+            field(config, "intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size", default=4 * h))
+        return 2 * h * ffn + ((ffn + h) if _two_matrix_bias(config) else 0)
+    ffn = int(field(config, "intermediate_size", "ffn_dim", "n_inner", default=4 * h))
+    return 3 * h * ffn
+
+
+@dataclass(frozen=True)
+class MoELayer:
+    """One mixture-of-experts block: routed experts (each ``expert`` parameters), top-k, shared experts, router."""
+
+    experts: int
+    top_k: int
+    expert: int
+    shared: int
+    router: int
+
+    @property
+    def total(self) -> int:
+        return self.experts * self.expert + self.shared + self.router
+
+    @property
+    def active(self) -> int:
+        return self.top_k * self.expert + self.shared + self.router
+
+
+def distinct_experts(experts: int, top_k: int, tokens: int) -> float:
+    """Expected number of distinct experts ``tokens`` tokens route to: E (1 - (1 - k/E)^tokens).
+
+    Each token picks k of E experts; under uniform routing an expert stays idle for one token with probability
+    1 - k/E, for all of them with (1 - k/E)^tokens. One token touches exactly k.
+    """
+    k = max(0, min(top_k, experts))  # a config's nonsense (negative k) must not overflow the power below
+    if tokens <= 1 or experts <= k:
+        return float(k)
+    return experts * (1.0 - (1.0 - k / experts) ** tokens)
+
+
+def _moe_layer(config: Any) -> MoELayer:
+    h = hidden_size(config)
     experts = _num_experts(config)
     top_k = int(field(config, "num_experts_per_tok", "top_k", default=2))
     expert_ffn = int(field(config, "moe_intermediate_size", "intermediate_size"))
@@ -318,9 +316,73 @@ def _ffn_params(config: Any, i: int) -> tuple[int, int]:
     shared = 3 * h * shared_ffn
     if field(config, "shared_expert_intermediate_size", default=None):  # Qwen2-MoE's sigmoid gate on the shared expert
         shared += h
-    router = h * experts
-    expert = 3 * h * expert_ffn
-    return experts * expert + shared + router, top_k * expert + shared + router
+    return MoELayer(experts, top_k, 3 * h * expert_ffn, shared, h * experts)
+
+
+def moe_layers(config: Any) -> list[MoELayer]:
+    """The MoE blocks of a model, one per MoE layer (empty for a dense model)."""
+    return [_moe_layer(config) for i in range(num_layers(config)) if _is_moe_layer(config, i)]
+
+
+def routed_expert_params_read(config: Any, tokens: int) -> float:
+    """Routed-expert parameters one forward pass over ``tokens`` tokens reads (each distinct expert once)."""
+    return sum(m.expert * distinct_experts(m.experts, m.top_k, tokens) for m in moe_layers(config))
+
+
+def _ffn_params(config: Any, i: int) -> tuple[int, int]:
+    """(total, active) parameters of layer i's feed-forward block."""
+    if not _is_moe_layer(config, i):
+        n = _dense_ffn_params(config)
+        return n, n
+    moe = _moe_layer(config)
+    return moe.total, moe.active
+
+
+# Which weights a quantised checkpoint leaves unquantised, by the module names of its quantization_config.
+_ROLE_PATTERNS = (("attn", "mixer"), ("attention", "mixer"), ("mixer", "mixer"), ("router", "router"),
+                  ("shared_expert", "shared"), ("embed", "lm_head"), ("wte", "lm_head"), ("lm_head", "lm_head"))
+
+
+def active_params_by_role(config: Any) -> dict[str, int]:
+    """Parameters one decode step reads, by role: mixer (attention/Mamba and norms), dense_mlp, shared, router,
+    experts (top-k routed) and lm_head (the output table, tied or not; the input table is read one row a token)."""
+    roles = dict.fromkeys(("mixer", "dense_mlp", "shared", "router", "experts", "lm_head"), 0)
+    for i, kind in enumerate(layer_kinds(config)):
+        roles["mixer"] += _mamba_mixer_params(config) if kind == "mamba" else _attention_params(config)
+        if kind == "mamba" and is_pure_ssm(config):
+            continue
+        if _is_moe_layer(config, i):
+            moe = _moe_layer(config)
+            roles["shared"] += moe.shared
+            roles["router"] += moe.router
+            roles["experts"] += moe.top_k * moe.expert
+        else:
+            roles["dense_mlp"] += _dense_ffn_params(config)
+    roles["lm_head"] = int(field(config, "vocab_size")) * hidden_size(config)
+    return roles
+
+
+def unquantised_roles(config: Any) -> set[str]:
+    """Roles a quantised checkpoint keeps at 16 bits, from its own ``quantization_config``.
+
+    gpt-oss (MXFP4) lists its attention, router, embeddings and lm_head in ``modules_to_not_convert``; bitsandbytes
+    names ``llm_int8_skip_modules``, compressed-tensors ``ignore``. Without such a list: none (a floor on the bytes).
+    """
+    q = field(config, "quantization_config", default=None)
+    if not isinstance(q, Mapping):
+        return set()
+    names: list[str] = []
+    for key in ("modules_to_not_convert", "llm_int8_skip_modules", "ignore"):
+        value = q.get(key)
+        if isinstance(value, list | tuple):
+            names += [str(v).lower() for v in value]
+    return {role for name in names for pattern, role in _ROLE_PATTERNS if pattern in name}
+
+
+def unquantised_params_read(config: Any) -> int:
+    """Parameters of one decode step that a quantised checkpoint reads at 16 bits (see unquantised_roles)."""
+    roles = unquantised_roles(config)
+    return sum(n for role, n in active_params_by_role(config).items() if role in roles) if roles else 0
 
 
 def estimate_params(config: Any) -> ParamCounts:
@@ -334,7 +396,7 @@ def estimate_params(config: Any) -> ParamCounts:
     mtype = model_type(config)
     default_tied = mtype in {"mamba", "mamba2", "falcon_mamba"} or (is_pure_ssm(config) and mtype == "")
     tied = bool(field(config, "tie_word_embeddings", "tie_embeddings", default=default_tied))
-    norm = 2 * h if mtype == "gpt_neox" else h  # LayerNorm has a bias; RMSNorm does not
+    norm = 2 * h if mtype in _TWO_MATRIX_MLP else h  # LayerNorm has a bias; RMSNorm does not
     total = active = 0
     for i, kind in enumerate(layer_kinds(config)):
         if kind == "mamba":
@@ -349,6 +411,9 @@ def estimate_params(config: Any) -> ParamCounts:
         total += mixer + ffn_total + 2 * norm
         active += mixer + ffn_active + 2 * norm
     embedding = vocab * h
+    offset = _LEARNED_POSITIONS.get(mtype)
+    if offset is not None:  # a learned position table is an input embedding too (one row read per token)
+        embedding += (int(field(config, "n_positions", "max_position_embeddings", default=0)) + offset) * h
     lm_head = 0 if tied else vocab * h
     rest = embedding + lm_head + norm
     return ParamCounts(total=total + rest, active=active + rest, embedding=embedding, lm_head=lm_head, tied=tied)
@@ -360,8 +425,8 @@ def estimate_params(config: Any) -> ParamCounts:
 
 def attention_flops(config: Any, seq_len: int, batch_size: int = 1) -> float:
     """FLOPs of causal self-attention scores and mixing over a prompt (QK^T and AV, half the square each)."""
-    layers = layer_kinds(config).count("attention")
-    if layers == 0:
+    per_layer = _cached_tokens_per_layer(config, seq_len)
+    if not per_layer:
         return 0.0
     heads = _heads(config)
     if _is_mla(config):
@@ -369,10 +434,9 @@ def attention_flops(config: Any, seq_len: int, batch_size: int = 1) -> float:
         v_dim = int(field(config, "v_head_dim"))
     else:
         qk_dim = v_dim = _head_dim(config)
-    tokens = _cached_tokens(config, seq_len)
-    # Each query attends to min(position, window) keys: seq_len * tokens minus the causal half.
-    pairs = seq_len * tokens - tokens * tokens / 2
-    return float(batch_size * layers * pairs * heads * (qk_dim + v_dim) * 2)
+    # Each query attends to min(position, window) keys: seq_len * tokens minus the causal half, layer by layer.
+    pairs = sum(seq_len * tokens - tokens * tokens / 2 for tokens in per_layer)
+    return float(batch_size * pairs * heads * (qk_dim + v_dim) * 2)
 
 
 def prefill_flops(config: Any, params: ParamCounts, seq_len: int, batch_size: int = 1) -> float:

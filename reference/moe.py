@@ -47,14 +47,14 @@ def expert_activation_counts(router_logits: torch.Tensor | Sequence[torch.Tensor
 
 
 def _head_dim(config: Any) -> int:
-    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
 
 
 def _attention_params(config: Any, model_type: str) -> int:
     """q, k, v, o projections (+ biases) and q/k norms of one decoder layer, as each modelling file builds them."""
-    h = config.hidden_size
-    n_heads = config.num_attention_heads
-    n_kv = config.num_key_value_heads or n_heads
+    h: int = config.hidden_size
+    n_heads: int = config.num_attention_heads
+    n_kv: int = config.num_key_value_heads or n_heads
     hd = _head_dim(config)
     q_out, kv_out = n_heads * hd, n_kv * hd
     params = h * q_out + 2 * h * kv_out + q_out * h

@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from reference.common import compute_dtype
+
 
 def _model_device(model: torch.nn.Module) -> torch.device:
     try:
@@ -63,7 +65,7 @@ def perplexity(model: torch.nn.Module, input_ids: torch.Tensor, max_length: int,
             logits = model(ids[begin : end - 1].unsqueeze(0)).logits[0]
             # logits row j predicts token begin + j + 1; the targets are rows start-1-begin .. end-2-begin.
             rows = logits[start - 1 - begin : end - 1 - begin]
-            compute = torch.float64 if rows.dtype == torch.float64 else torch.float32
+            compute = compute_dtype(rows)
             log_probs = torch.log_softmax(rows.to(compute), dim=-1)
             nll = -log_probs.gather(1, ids[start:end].unsqueeze(1)).squeeze(1)
             total_nll += nll.to(torch.float64).sum().item()

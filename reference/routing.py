@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from reference.common import compute_dtype
+
 
 def _check_top_k(top_k: int, num_experts: int) -> None:
     if not 1 <= top_k <= num_experts:
@@ -35,7 +37,7 @@ def top_k_routing(router_logits: torch.Tensor, top_k: int, normalize: bool = Tru
         w = w / sum(w)            only when normalize (Mixtral; Qwen2-MoE's norm_topk_prob)
     """
     _check_top_k(top_k, router_logits.shape[-1])
-    compute = torch.float64 if router_logits.dtype == torch.float64 else torch.float32
+    compute = compute_dtype(router_logits)
     probs = torch.softmax(router_logits.to(compute), dim=-1)
     weights, experts = torch.topk(probs, top_k, dim=-1)
     if normalize:
@@ -98,7 +100,7 @@ def switch_routing(
             raise ValueError(f"expert_capacity must be >= 0, got {expert_capacity}")
         capacity = int(expert_capacity)
 
-    compute = torch.float64 if router_logits.dtype == torch.float64 else torch.float32
+    compute = compute_dtype(router_logits)
     probs = torch.softmax(router_logits.to(compute), dim=-1)
     top_prob, experts = probs.max(dim=-1)
     one_hot = torch.nn.functional.one_hot(experts, num_experts)
@@ -143,7 +145,7 @@ def deepseek_v3_routing(
     if top_k > topk_group * group_size:
         raise ValueError(f"top_k={top_k} exceeds the {topk_group * group_size} experts in the kept groups")
 
-    compute = torch.float64 if router_logits.dtype == torch.float64 else torch.float32
+    compute = compute_dtype(router_logits)
     lead = router_logits.shape[:-1]
     logits = router_logits.to(compute).reshape(-1, num_experts)
     scores = torch.sigmoid(logits)

@@ -29,38 +29,39 @@ Backends behind one API:
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from reference import _cpu_scan
+from reference.common import bc_per_channel, compute_dtype
+
+OptTensor = Tensor | None
 
 Backend = Literal["auto", "sequential", "chunked", "mamba_ssm"]
 
 DEFAULT_CHUNK = 64
 
 
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """fp64 inputs are computed in fp64, everything else in fp32."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 @functools.cache
-def _mamba_ssm_fn():
+def _mamba_ssm_fn() -> Callable[..., Any] | None:
     """mamba-ssm's CUDA selective scan, or None where it cannot import (always on a CPU-only machine)."""
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
     except Exception:  # ImportError, or its compiled extension failing without CUDA
         return None
-    return selective_scan_fn
+    fn: Callable[..., Any] = selective_scan_fn
+    return fn
 
 
 def mamba_ssm_available() -> bool:
     return torch.cuda.is_available() and _mamba_ssm_fn() is not None
 
 
-def resolve_backend(backend: Backend, u: torch.Tensor) -> str:
+def resolve_backend(backend: Backend, u: Tensor) -> str:
     """The backend that ``backend='auto'`` picks for these inputs: mamba_ssm on CUDA when importable, else chunked."""
     if backend != "auto":
         return backend
@@ -69,20 +70,8 @@ def resolve_backend(backend: Backend, u: torch.Tensor) -> str:
     return "chunked"
 
 
-def _expand_bc(M: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
-    """Fixed (d, N) stays; variable (b, N, L) -> (b, 1, N, L); grouped (b, G, N, L) -> (b, d, N, L)."""
-    M = M.to(dtype)
-    if M.dim() == 3:
-        return M.unsqueeze(1)
-    if M.dim() == 4:
-        G = M.shape[1]
-        if dim % G:
-            raise ValueError(f"dim {dim} is not divisible by the number of B/C groups {G}")
-        return M.repeat_interleave(dim // G, dim=1)
-    return M
-
-
-def _prepare(u, delta, A, delta_bias, delta_softplus):
+def _prepare(u: Tensor, delta: Tensor, A: Tensor, delta_bias: OptTensor, delta_softplus: bool
+             ) -> tuple[torch.dtype, Tensor, Tensor, Tensor]:
     dt = compute_dtype(u)
     u_c = u.to(dt)
     delta_c = delta.to(dt)
@@ -93,38 +82,40 @@ def _prepare(u, delta, A, delta_bias, delta_softplus):
     return dt, u_c, delta_c, A.to(dt)
 
 
-def _finish(y, u_c, D, z, dtype_in):
+def _finish(y: Tensor, u_c: Tensor, D: OptTensor, z: OptTensor, dtype_in: torch.dtype) -> Tensor:
     out = y if D is None else y + u_c * D.to(y.dtype)[:, None]
     if z is not None:
         out = out * F.silu(z.to(y.dtype))
     return out.to(dtype_in)
 
 
-def _scan_sequential(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+def _scan_sequential(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: OptTensor, z: OptTensor,
+                     delta_bias: OptTensor, delta_softplus: bool) -> tuple[Tensor, Tensor]:
     dtype_in = u.dtype
     dt, u, delta, A = _prepare(u, delta, A, delta_bias, delta_softplus)
     batch, dim, L = u.shape
-    B = _expand_bc(B, dim, dt)
-    C = _expand_bc(C, dim, dt)
+    B = bc_per_channel(B.to(dt), dim)  # (b|1, 1|d, N, L|1)
+    C = bc_per_channel(C.to(dt), dim)
     x = u.new_zeros(batch, dim, A.shape[1])
     ys = []
     for l in range(L):
         d_l = delta[:, :, l, None]  # (b, d, 1)
-        B_l = B if B.dim() == 2 else B[..., l]  # (d, N) or (b, 1|d, N)
-        C_l = C if C.dim() == 2 else C[..., l]
+        B_l = B[..., min(l, B.shape[-1] - 1)]  # (b|1, 1|d, N): a fixed B/C is the same at every position
+        C_l = C[..., min(l, C.shape[-1] - 1)]
         x = torch.exp(d_l * A) * x + d_l * B_l * u[:, :, l, None]
         ys.append((x * C_l).sum(-1))
     y = torch.stack(ys, dim=-1)
     return _finish(y, u, D, z, dtype_in), x
 
 
-def _time_major(M: torch.Tensor) -> torch.Tensor:
-    """(d, N) stays (it broadcasts); variable/grouped (b, 1|d, N, L) -> contiguous (L, b, 1|d, N)."""
-    return M if M.dim() == 2 else M.permute(3, 0, 1, 2).contiguous()
+def _time_major(M: Tensor) -> Tensor:
+    """(b|1, 1|d, N, L|1) -> contiguous (L|1, b|1, 1|d, N); a fixed B/C's single position broadcasts over time."""
+    return M.permute(3, 0, 1, 2).contiguous()
 
 
-def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=None, compiled=True,
-                  cpu_kernel=None):
+def _scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: OptTensor, z: OptTensor,
+                  delta_bias: OptTensor, delta_softplus: bool, chunk_size: int | None = None, compiled: bool = True,
+                  cpu_kernel: str | None = None) -> tuple[Tensor, Tensor]:
     """Chunk by chunk, time-major, in buffers sized to stay in cache.
 
     Inside a chunk of T positions everything but the recurrence is computed for all T positions at once: the
@@ -144,8 +135,9 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_siz
         return out.to(dtype_in), x
     batch, dim, L = u.shape
     N = A.shape[1]
-    B = _time_major(_expand_bc(B, dim, dt))
-    C = _time_major(_expand_bc(C, dim, dt))
+    fixed_c = C.dim() == 2
+    B = _time_major(bc_per_channel(B.to(dt), dim))
+    C = _time_major(bc_per_channel(C.to(dt), dim))
     delta_t = delta.permute(2, 0, 1).contiguous()  # (L, b, d)
     du_t = (delta * u).permute(2, 0, 1).contiguous()
     T = max(1, min(chunk_size or DEFAULT_CHUNK, L))
@@ -157,14 +149,14 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_siz
         n = min(T, L - start)
         a, h = decay[:n], states[:n]
         torch.mul(delta_t[start : start + n, :, :, None], A, out=a).exp_()
-        B_c = B if B.dim() == 2 else B[start : start + n]
+        B_c = B if B.shape[0] == 1 else B[start : start + n]
         torch.mul(du_t[start : start + n, :, :, None], B_c, out=h)
         h[0].addcmul_(a[0], x)
         for t in range(1, n):
             h[t].addcmul_(a[t], h[t - 1])
         x = h[n - 1].clone()
         y_c = y[start : start + n]
-        if C.dim() == 2:  # fixed (d, N)
+        if fixed_c:  # (1, 1, d, N): the same at every position
             torch.sum(h * C, dim=-1, out=y_c)
         elif C.shape[2] == 1:  # variable: one C_l per (batch, position): a matrix-vector product per pair
             torch.bmm(h.view(n * batch, dim, N), C[start : start + n].view(n * batch, N, 1),
@@ -174,7 +166,8 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_siz
     return _finish(y.permute(1, 2, 0).contiguous(), u, D, z, dtype_in), x
 
 
-def _scan_mamba_ssm(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+def _scan_mamba_ssm(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: OptTensor, z: OptTensor,
+                    delta_bias: OptTensor, delta_softplus: bool) -> tuple[Tensor, Tensor]:
     fn = _mamba_ssm_fn()
     if fn is None or not u.is_cuda:
         raise RuntimeError("backend 'mamba_ssm' needs mamba-ssm installed (pip install '.[gpu]') and CUDA inputs")
@@ -186,7 +179,8 @@ def _scan_mamba_ssm(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     return out, last
 
 
-_BACKENDS = {"sequential": _scan_sequential, "chunked": _scan_chunked, "mamba_ssm": _scan_mamba_ssm}
+_BACKENDS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
+    "sequential": _scan_sequential, "chunked": _scan_chunked, "mamba_ssm": _scan_mamba_ssm}
 
 
 def selective_scan(
@@ -201,7 +195,7 @@ def selective_scan(
     delta_softplus: bool = False,
     return_last_state: bool = False,
     backend: Backend = "auto",
-):
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective scan with mamba-ssm ``selective_scan_ref`` semantics (see the module docstring for shapes).
 
     Returns out (b, d, L) in u's dtype, and last_state (b, d, N) in the compute dtype if ``return_last_state``.
@@ -241,7 +235,7 @@ def selective_state_update(
     The step is computed in fp32 (fp64 for fp64 state), the new state is written back in state's dtype, and out
     is returned in x's dtype. Running it L times from a zero state reproduces ``selective_scan``.
     """
-    cd = torch.float64 if state.dtype == torch.float64 else torch.float32
+    cd = compute_dtype(state)
     dim = x.shape[1]
     d = dt.to(cd)
     if dt_bias is not None:
@@ -249,13 +243,8 @@ def selective_state_update(
     if dt_softplus:
         d = F.softplus(d)
 
-    def per_channel(M):
-        M = M.to(cd)
-        if M.dim() == 3:  # grouped (b, G, N) -> (b, d, N)
-            return M.repeat_interleave(dim // M.shape[1], dim=1)
-        return M[:, None, :]  # (b, 1, N)
-
-    Bc, Cc = per_channel(B), per_channel(C)
+    # (b, N) or grouped (b, G, N) -> (b, 1|d, N): the scan's layout rule for one position
+    Bc, Cc = (bc_per_channel(M.to(cd).unsqueeze(-1), dim).squeeze(-1) for M in (B, C))
     dA = torch.exp(d[..., None] * A.to(cd))
     new_state = state.to(cd) * dA + (d * x.to(cd))[..., None] * Bc
     state.copy_(new_state.to(state.dtype))

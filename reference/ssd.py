@@ -22,10 +22,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+
+from reference.common import compute_dtype
+
+OptTensor = Tensor | None
 
 
-def _prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit):
-    cd = torch.float64 if x.dtype == torch.float64 else torch.float32
+def _prepare(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, dt_bias: OptTensor, dt_softplus: bool,
+             dt_limit: tuple[float, float] | None) -> tuple[torch.dtype, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    cd = compute_dtype(x)
     heads, groups = x.shape[2], B.shape[2]
     if heads % groups:
         raise ValueError(f"{heads} heads are not divisible into {groups} B/C groups")
@@ -42,7 +48,7 @@ def _prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit):
     return cd, x.to(cd), dt, A.to(cd), B, C
 
 
-def _finish(y, x, D, z, dtype):
+def _finish(y: Tensor, x: Tensor, D: OptTensor, z: OptTensor, dtype: torch.dtype) -> Tensor:
     if D is not None:
         D = D.to(y.dtype)
         y = y + x * (D[:, None] if D.dim() == 1 else D)
@@ -51,8 +57,10 @@ def _finish(y, x, D, z, dtype):
     return y.to(dtype)
 
 
-def ssd_sequential(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=None,
-                   initial_states=None, return_final_states=False):
+def ssd_sequential(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: OptTensor = None, z: OptTensor = None,
+                   dt_bias: OptTensor = None, dt_softplus: bool = False, dt_limit: tuple[float, float] | None = None,
+                   initial_states: OptTensor = None, return_final_states: bool = False
+                   ) -> Tensor | tuple[Tensor, Tensor]:
     """Step-by-step oracle of the SSD recurrence (module docstring for shapes)."""
     dtype = x.dtype
     cd, xc, dt, A, B, C = _prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit)
@@ -67,7 +75,7 @@ def ssd_sequential(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fal
     return (y, state) if return_final_states else y
 
 
-def _segsum(a: torch.Tensor) -> torch.Tensor:
+def _segsum(a: Tensor) -> Tensor:
     """a (..., T) -> (..., T, T) with [i, j] = sum_{j < k <= i} a_k for j <= i, -inf above the diagonal."""
     T = a.shape[-1]
     cs = torch.cumsum(a, dim=-1)
@@ -76,8 +84,10 @@ def _segsum(a: torch.Tensor) -> torch.Tensor:
     return seg.masked_fill(~mask, float("-inf"))
 
 
-def ssd_chunk_scan(x, dt, A, B, C, chunk_size=256, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=None,
-                   initial_states=None, return_final_states=False):
+def ssd_chunk_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_size: int = 256, D: OptTensor = None,
+                   z: OptTensor = None, dt_bias: OptTensor = None, dt_softplus: bool = False,
+                   dt_limit: tuple[float, float] | None = None, initial_states: OptTensor = None,
+                   return_final_states: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Mamba-2 SSD in its chunked (matmul) form, ``mamba_chunk_scan_combined`` semantics.
 
     Returns out (b, l, h, p) in x's dtype, and the final states (b, h, p, n) if ``return_final_states``.

@@ -1,6 +1,6 @@
 """Feedback pages and the class report: written where nbgrader looks, clear to a learner, and safe to open.
 
-The pages are opened in headless Chromium (Debian's /usr/bin/chromium). Two facts are checked there, each so that
+The pages are opened in headless Chromium (Debian's deb or a non-snap Chrome). Two facts are checked there, each so that
 it fails when the behaviour breaks:
 - Figures load: a copy of the page, written outside the course, keeps its Content-Security-Policy and gains one
   trusted script allowed by a nonce; it records every <img>'s naturalWidth after load into the DOM, which
@@ -15,11 +15,14 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
+import shutil
 import struct
 import subprocess
 import tempfile
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -37,8 +40,26 @@ from autograder.records import CheckResult, Flag, GradeRecord
 from autograder.rubric import load_rubric
 
 LAB = "lab-2.4.2-mamba-architecture"
-CHROMIUM = Path("/usr/bin/chromium")
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) is absent")
+
+
+def find_chromium() -> tuple[Path | None, str]:
+    """A headless browser that can open files under /tmp, and the reason there is none. SPARKGRADE_CHROMIUM names
+    one explicitly; else Debian's deb or a Chrome on PATH. A snap's browser (Ubuntu's `chromium`) is confined away
+    from /tmp, where these pages are written, so it does not count."""
+    named = os.environ.get("SPARKGRADE_CHROMIUM")
+    candidates = [named] if named else ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
+    for name in candidates:
+        found = shutil.which(name)
+        if found and not found.startswith("/snap/") and not Path(found).resolve().is_relative_to("/snap"):
+            return Path(found), ""
+    if named:
+        return None, f"SPARKGRADE_CHROMIUM={named} is not an executable browser outside a snap"
+    return None, ("no headless browser outside a snap (Debian: apt-get install chromium; Ubuntu ships chromium only "
+                  "as a snap, which cannot open /tmp: install Google Chrome's deb or set SPARKGRADE_CHROMIUM)")
+
+
+CHROMIUM, NO_CHROMIUM = find_chromium()
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 TITLE_MARK = "pwned"
 CANARY = ("document.title='pwned';var e=document.createElement('div');e.id='pwned';"
@@ -257,6 +278,26 @@ def test_router_checks_get_expert_load_bars_when_the_check_kept_the_loads() -> N
     assert check_view(CheckResult("imbalance_metrics", "load_imbalance", 0, 2, "failed", "x", "",
                                   {"expert_load": "<script>"}), rubric).figures == ()
 
+
+
+def test_a_new_kind_of_figure_is_one_renderer_registered_in_the_figures_module(monkeypatch) -> None:
+    """The plugin keeps every bounded list of numbers a failed check raised; a renderer registered under its key is
+    all it takes for the page to draw it (no list of figure keys anywhere else)."""
+    from autograder.checks.api import plot_details
+    from autograder.feedback import figures
+
+    raised = {"output": "out", "max_abs_error": 2.0, "histogram": [3, 1, 4], "flag": [True, False],
+              "huge": [0.0] * 5000, "words": ["a"]}
+    kept = plot_details(raised)
+    assert kept == {"histogram": [3, 1, 4]}
+    check = CheckResult("lbl_single_layer", "load_balancing_loss", 0, 2, "failed", "wrong", "", kept)
+    rubric = load_rubric("lab-2.4.4-moe-router")
+    assert check_view(check, rubric).figures == ()  # no renderer for "histogram" yet
+    drawn = figures.Figure("data:image/png;base64,", "a histogram", "your histogram")
+    monkeypatch.setitem(figures.CHECK_FIGURES, "histogram",
+                        lambda d: drawn if figures.numbers(d.get("histogram")) else None)
+    assert check_view(check, rubric).figures == (drawn,)
+    assert check_view(replace(check, details={"histogram": "<script>"}), rubric).figures == ()
 
 # ---------------------------------------------------------------------------------------------------------------
 # In a browser

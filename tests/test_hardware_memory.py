@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 import transformers as T
@@ -9,13 +13,18 @@ import transformers as T
 from reference.catalogue import MODELS, lookup
 from reference.hardware import PROFILES, get_profile
 from reference.memory import (
+    active_params_by_role,
+    distinct_experts,
     dtype_bytes,
     estimate_params,
     kv_cache_bytes,
     kv_cache_bytes_per_token,
     mamba_state_bytes,
     normalize_dtype,
+    unquantised_params_read,
+    unquantised_roles,
 )
+from reference.model_config import layer_windows
 
 
 def test_profiles_have_the_facts_table_figures():
@@ -163,3 +172,91 @@ def test_dtype_names_normalise():
     assert dtype_bytes("float32") == 4 and dtype_bytes("fp8") == 1 and dtype_bytes("nf4") == 0.5
     with pytest.raises(ValueError, match="unknown dtype"):
         normalize_dtype("float128")
+
+
+# Published config.json fields of one model per family (tests/data/published/configs.json).
+PUBLISHED_CONFIGS = {k: v for k, v in json.loads(
+    (Path(__file__).parent / "data" / "published" / "configs.json").read_text()).items() if not k.startswith("_")}
+
+
+def _full(cfg: dict) -> dict:
+    """The config completed with its transformers class's defaults, as plausibility reads a record's config."""
+    kwargs = {k: v for k, v in cfg.items() if k not in ("model_type", "quantization_config")}
+    return {**T.AutoConfig.for_model(cfg["model_type"], **kwargs).to_dict(), **cfg}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_CONFIGS))
+def test_published_configs_count_like_transformers_modelling_code(name):
+    """One family each (two-matrix MLPs, learned positions, multi-query, gated, MoE): counted on the meta device."""
+    cfg = _full(PUBLISHED_CONFIGS[name])
+    kwargs = {k: v for k, v in PUBLISHED_CONFIGS[name].items() if k not in ("model_type", "quantization_config")}
+    with torch.device("meta"):
+        model = T.AutoModelForCausalLM.from_config(T.AutoConfig.for_model(cfg["model_type"], **kwargs))
+    actual = sum(p.numel() for p in model.parameters())
+    assert estimate_params(cfg).total == pytest.approx(actual, rel=2e-3)
+
+
+@pytest.mark.parametrize(("name", "published"), [
+    ("EleutherAI/gpt-j-6b", 6.05e9),  # model card: 6,053,381,344 parameters
+    ("openai-community/gpt2", 124e6),
+    ("facebook/opt-1.3b", 1.3e9),
+    ("bigscience/bloom-560m", 559e6),  # model card: 559,214,592
+    ("tiiuae/falcon-7b", 7e9),
+    ("openai/gpt-oss-120b", 116.8e9),  # model card: 117B total, 5.1B active
+    ("openai/gpt-oss-20b", 21e9),  # model card: 21B total, 3.6B active
+    ("Qwen/Qwen3-30B-A3B", 30.5e9),  # model card: 30.5B total, 3.3B activated
+])
+def test_two_matrix_and_moe_families_match_their_model_cards(name, published):
+    assert estimate_params(_full(PUBLISHED_CONFIGS[name])).total == pytest.approx(published, rel=0.03)
+
+
+@pytest.mark.parametrize(("name", "active", "with_input_embedding"), [
+    ("openai/gpt-oss-120b", 5.1e9, False),  # the gpt-oss card counts active parameters without the input table
+    ("openai/gpt-oss-20b", 3.6e9, False),
+    ("Qwen/Qwen3-30B-A3B", 3.3e9, True),
+])
+def test_moe_active_counts_match_their_model_cards(name, active, with_input_embedding):
+    est = estimate_params(_full(PUBLISHED_CONFIGS[name]))
+    assert est.active - (0 if with_input_embedding else est.embedding) == pytest.approx(active, rel=0.05)
+
+
+def test_sliding_windows_follow_layer_types():
+    oss = _full(PUBLISHED_CONFIGS["openai/gpt-oss-20b"])
+    assert layer_windows(oss)[:4] == [128, None, 128, None]
+    # 12 windowed layers hold 128 tokens, 12 full layers hold all 8192: 8 KV heads of 64, bf16
+    assert kv_cache_bytes(oss, 8192) == (12 * 128 + 12 * 8192) * 2 * 8 * 64 * 2
+    gemma2_raw = dict(PUBLISHED_CONFIGS["google/gemma-2-9b"])  # a config.json without layer_types
+    assert layer_windows(gemma2_raw)[:4] == [4096, None, 4096, None]
+    gemma3 = {"model_type": "gemma3_text", "num_hidden_layers": 12, "hidden_size": 64, "num_attention_heads": 4,
+              "sliding_window": 1024, "sliding_window_pattern": 6}
+    assert [w is None for w in layer_windows(gemma3)] == [False] * 5 + [True] + [False] * 5 + [True]
+    mistral = {"model_type": "mistral", "num_hidden_layers": 4, "hidden_size": 64, "num_attention_heads": 4,
+               "sliding_window": 4096}  # v0.1: every layer windowed
+    assert layer_windows(mistral) == [4096] * 4
+    assert kv_cache_bytes({**mistral, "use_sliding_window": False}, 8192) == 2 * 8192 * 4 * 64 * 2
+
+
+def test_distinct_experts_follow_uniform_routing():
+    assert distinct_experts(128, 4, 1) == 4
+    assert distinct_experts(8, 2, 10_000) == pytest.approx(8)
+    rng = np.random.default_rng(0)
+    trials = [len({e for _ in range(16) for e in rng.choice(32, 4, replace=False)}) for _ in range(4000)]
+    assert distinct_experts(32, 4, 16) == pytest.approx(np.mean(trials), rel=0.02)
+    assert distinct_experts(8, -3, 50) == 0  # a config's nonsense does not overflow
+
+
+def test_quantised_gpt_oss_keeps_attention_router_and_lm_head_at_16_bits():
+    cfg = _full(PUBLISHED_CONFIGS["openai/gpt-oss-120b"])
+    assert unquantised_roles(cfg) == {"mixer", "router", "lm_head"}
+    roles = active_params_by_role(cfg)
+    assert unquantised_params_read(cfg) == roles["mixer"] + roles["router"] + roles["lm_head"]
+    # a decode step reads ~4.9 GB, not the 2.3 GB of 5.1 B active parameters all at 4 bits
+    read = roles["experts"] * 0.5 + unquantised_params_read(cfg) * 2
+    assert 4.5e9 < read < 5.3e9
+    assert unquantised_roles(PUBLISHED_CONFIGS["google/gemma-2-9b"]) == set()
+
+
+def test_rtx_4090_ceiling_uses_fp16_accumulate():
+    gpu = get_profile("rtx-4090")
+    assert gpu.peak_flops(2) == 165e12 and gpu.peak_flops(2, fp16_accumulate=True) == 330e12
+    assert get_profile("h100-sxm").peak_flops(2, fp16_accumulate=True) == 989e12

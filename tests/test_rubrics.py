@@ -69,7 +69,8 @@ class LocalCaller:
     def __init__(self, namespace: dict) -> None:
         self.namespace = namespace
 
-    def call(self, function, args=(), kwargs=None, *, timeout_s=None, device=None):
+    def call(self, function, args=(), kwargs=None, *, timeout_s=None, device=None, forbid=()):
+        # forbid (rubric `forbid:`) is traced inside the sandbox only: in-process calls report nothing.
         fn = self.namespace.get(function)
         if fn is None and PROBE not in (kwargs or {}):
             return CallResult("error", error=f"NameError: {function!r} is not defined", sandboxed=False)

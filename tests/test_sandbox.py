@@ -190,7 +190,21 @@ def test_argv_isolates_everything_and_binds_only_the_submission_writable(tmp_pat
     assert argv.index("/tmp") < argv.index("/submission")
     env = dict(_pairs(argv, "--setenv"))
     assert env == {"PATH": "/usr/bin"}
-    assert argv[-3:] == [sys.executable, "-I", bw.INSIDE_RUNNER]
+    assert argv[-3:] == [str(bw.sandbox_python()), "-I", bw.INSIDE_RUNNER]
+
+
+def test_a_venv_reached_through_a_symlink_is_started_by_its_real_path(tmp_path: Path, monkeypatch) -> None:
+    """Only resolved folders are mounted: the interpreter under a linked venv path would not exist inside."""
+    real = tmp_path / "real-venv"
+    (real / "bin").mkdir(parents=True)
+    (real / "bin" / "python").touch()
+    (tmp_path / "linked").symlink_to(real)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "linked"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "linked" / "bin" / "python"))
+    assert bw.sandbox_python() == real / "bin" / "python"
+    assert real in bw.python_dirs()
+    argv = build_argv(_mounts(tmp_path), {}, tmp_bytes=1 << 20)
+    assert argv[-3] == str(real / "bin" / "python")
 
 
 def test_argv_gpu_mode_binds_only_the_assigned_gpu(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, prompts
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # nbbuild, labkit
 
+import labkit
 from common import SOURCE_ROOT, parameters_cell, profile_cell, setup_cell
 from nbbuild import code, locked, md, solution, visible_tests, write, written
 from prompts import write_domain_prompts
@@ -241,20 +243,7 @@ pd.set_option("display.width", 160)
 from transformers import AutoConfig
 
 
-class needs:
-    """`with needs("f"):` runs a demo cell, or prints a skip note while f still raises NotImplementedError."""
-
-    def __init__(self, *names):
-        self.names = names
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if kind is NotImplementedError:
-            print(f"skipped: implement {', '.join(self.names)} first")
-            return True
-        return False
+''' + labkit.snippet(labkit.needs) + r'''
 
 
 def router_logits_for(model, tokenizer, text, max_tokens=768, chunk=256):

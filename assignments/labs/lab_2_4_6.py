@@ -254,20 +254,7 @@ import pandas as pd
 from peft import LoraConfig, get_peft_model
 
 
-class needs:
-    """`with needs("f"):` runs a demo cell, or prints a skip note while f still raises NotImplementedError."""
-
-    def __init__(self, *names):
-        self.names = names
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if kind is NotImplementedError:
-            print(f"skipped: implement {', '.join(self.names)} first")
-            return True
-        return False
+''' + labkit.snippet(labkit.needs) + r'''
 
 
 def prompt_of(example):

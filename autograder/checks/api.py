@@ -15,13 +15,22 @@ import torch
 
 # A last axis with one of these names runs along the sequence: the feedback page plots the error along it.
 SEQUENCE_AXES = ("L", "seq", "position", "token")
-# The entries of CheckFailed.details that are kept with a failed check for the feedback page's figures: the largest
-# error along the sequence, and the tokens each expert received (the student's router and the reference's).
-FIGURE_DETAILS = ("error_profile", "expert_load", "expert_load_reference")
 # Reserved keyword that makes the call harness observe a call (sandbox/inside/harness.py pops it before the call):
 # "forwards" records the model's forward calls during the student's call, "reference_generation" runs the grader's
 # own trusted generation timing in the same kernel instead of the student's function.
 PROBE = "__sparkgrade_probe__"
+# Plot data a failed check keeps for the feedback page: every entry of CheckFailed.details that is a list of at most
+# this many numbers (the largest error along the sequence, the tokens each expert received, ...). Which of them
+# become figures is the feedback's business (the registry in autograder.feedback.figures), so a new kind of figure
+# changes nothing here.
+MAX_PLOT_VALUES = 4096
+
+
+def plot_details(details: dict[str, Any]) -> dict[str, list[float | int]]:
+    """The entries of a check's details that are plot data: bounded lists of numbers (bools are not numbers)."""
+    return {k: list(v) for k, v in details.items()
+            if isinstance(k, str) and isinstance(v, list) and len(v) <= MAX_PLOT_VALUES
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)}
 
 
 class CheckFailed(AssertionError):

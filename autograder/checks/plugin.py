@@ -15,6 +15,7 @@ Fixtures a check can ask for:
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,15 +23,18 @@ from typing import Any, Protocol
 import pytest
 import torch
 
-from autograder.checks.api import FIGURE_DETAILS, PROBE, CheckFailed, Misconception, StudentError
+from autograder.checks.api import PROBE, CheckFailed, Misconception, StudentError, plot_details
 from autograder.diagnosis import RecordedCall, diagnose
 from autograder.records import CheckResult
 from autograder.rubric import Rubric
 
 
 class Caller(Protocol):
+    """The sandbox (or a stand-in). ``forbid`` is passed only when the rubric forbids calls in the function; the
+    result's ``forbidden`` says which of them ran."""
+
     def call(self, function: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, *,
-             timeout_s: float | None = None, device: str | None = None) -> Any: ...
+             timeout_s: float | None = None, device: str | None = None, forbid: Sequence[str] = ()) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class SubmissionContext:
     files: dict[str, bytes] = field(default_factory=dict)
     hardware: str = "cpu"
     device: str = "cpu"
+    # What the checks computed once for this submission and grading keeps (the benchmark Judgement, under
+    # "benchmarks": judged by the first benchmark check, reused by the others, stored with the grade record).
+    memo: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 # Reserved keyword names that turn a call into a gradient call (sandbox/inside/harness.py pops them before the call).
@@ -60,12 +67,47 @@ class Probed:
     round_trip_s: float
 
 
+@dataclass
+class CallBudget:
+    """The time the checks of one submission may spend in its functions, shared by every check's proxy.
+
+    A function that timed out once is not called again: an infinite loop is an ordinary bug, and the 13 checks
+    that call selective_scan would otherwise wait call_s each (13 minutes of one worker). Past ``deadline`` (the
+    rubric's ``limits.checks_s`` after the checks started) no call starts, and each call's timeout is cut to the
+    time left, so the whole submission's checks end within the budget."""
+
+    call_s: float
+    checks_s: float
+    deadline: float  # time.monotonic()
+    timed_out: set[str] = field(default_factory=set)
+
+    @classmethod
+    def start(cls, call_s: float, checks_s: float) -> CallBudget:
+        return cls(call_s, checks_s, time.monotonic() + checks_s)
+
+    def timeout_for(self, function: str, requested: float | None) -> float:
+        """The timeout of the next call of ``function``, or StudentError when it must not run at all."""
+        if function in self.timed_out:
+            raise StudentError(function, "timeout", f"{function} timed out earlier in this submission, so it was "
+                                                    "not called again")
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise StudentError(function, "timeout", f"not run: this submission's checks used up their time budget "
+                                                    f"({self.checks_s:.0f} s)")
+        return min(requested or self.call_s, left)
+
+
 class StudentProxy:
     """Attribute access gives a function that calls into the sandbox; every call is recorded for diagnosis."""
 
-    def __init__(self, caller: Caller, device: str) -> None:
+    def __init__(self, caller: Caller, device: str, budget: CallBudget | None = None,
+                 forbid: dict[str, tuple[str, ...]] | None = None,
+                 forbidden: dict[str, list[str]] | None = None) -> None:
         self._caller = caller
         self._device = device
+        self._budget = budget
+        self._forbid = forbid or {}  # function -> dotted names the harness traces during its calls
+        self.forbidden = forbidden if forbidden is not None else {}  # function -> names it was seen calling
         self.calls: list[RecordedCall] = []
 
     def gradients(self, function: str, *args: Any, wrt: Sequence[int], grad_output: torch.Tensor,
@@ -76,8 +118,17 @@ class StudentProxy:
         return getattr(self, function)(*args, **kwargs, **extra)
 
     def _call(self, function: str, args: Sequence[Any], kwargs: dict[str, Any], timeout_s: float | None) -> Any:
+        budget = self._budget
+        timeout_s = budget.timeout_for(function, timeout_s) if budget is not None else timeout_s
+        extra = {"forbid": self._forbid[function]} if self._forbid.get(function) else {}
         result = self._caller.call(function, args, kwargs, timeout_s=timeout_s,
-                                   device=None if self._device == "cpu" else self._device)
+                                   device=None if self._device == "cpu" else self._device, **extra)
+        if result.status == "timeout" and budget is not None:
+            budget.timed_out.add(function)
+        for name in getattr(result, "forbidden", ()) if extra else ():
+            seen = self.forbidden.setdefault(function, [])
+            if name not in seen:
+                seen.append(name)
         if result.status != "ok":
             what = {"error": f"{function} raised {result.error}",
                     "timeout": f"{function} did not return in time",
@@ -155,6 +206,10 @@ class CheckPlugin:
         self.grader_errors: list[str] = []
         self._proxies: dict[str, StudentProxy] = {}
         self._evidence: dict[str, dict[str, Any]] = {}
+        limits = rubric.sandbox_limits
+        self.budget = CallBudget.start(limits.call_s, limits.checks_s)
+        self.forbid = {f: tuple(spec.calls) for f, spec in rubric.forbid.items()}
+        self.forbidden: dict[str, list[str]] = {}  # shared by every proxy: function -> forbidden names it called
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         return self._rubric.tolerance(str(dtype).removeprefix("torch."))
@@ -162,7 +217,7 @@ class CheckPlugin:
     # -- fixtures ---------------------------------------------------------------------------------------------
     @pytest.fixture
     def student(self, request: pytest.FixtureRequest) -> StudentProxy:
-        proxy = StudentProxy(self.caller, self.context.device)
+        proxy = StudentProxy(self.caller, self.context.device, self.budget, self.forbid, self.forbidden)
         self._proxies[request.node.nodeid] = proxy
         return proxy
 
@@ -223,7 +278,7 @@ class CheckPlugin:
             proxy = self._proxies.get(item.nodeid)
             diagnosis = diagnose(proxy.calls if proxy else [], self.misconceptions, self.tolerance, details)
             return CheckResult(cid, function, 0.0, max_points, "failed", _first_line(str(exc)) or "wrong answer",
-                               diagnosis, {**{k: v for k, v in details.items() if k in FIGURE_DETAILS}, **kept})
+                               diagnosis, {**plot_details(details), **kept})
         # The check itself crashed: never the student's fault, always worth an instructor's look.
         text = f"{type(exc).__name__}: {exc}" if exc else str(report.longrepr)[-500:]
         self.grader_errors.append(f"{cid}: {text}")

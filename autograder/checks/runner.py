@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 from autograder.checks.api import Misconception
 from autograder.checks.plugin import Caller, CheckPlugin, SubmissionContext
 from autograder.paths import rubrics_root
-from autograder.records import CheckResult
+from autograder.records import CheckResult, Flag
 from autograder.rubric import Rubric, rubric_dir
 
 
@@ -42,19 +44,57 @@ def _forget_rubric_modules() -> None:
             del sys.modules[name]
 
 
-def check_files(lab: str) -> list[Path]:
-    return sorted(rubric_dir(lab).glob("test_*.py"))
+GPU_CHECK_FILES = "test_gpu_*.py"  # the rubric's gpu_checks: collected only when the rubric grades on the GPU
+
+
+def check_files(lab: str, on_gpu: bool = False) -> list[Path]:
+    gpu = set(rubric_dir(lab).glob(GPU_CHECK_FILES))
+    return sorted(p for p in rubric_dir(lab).glob("test_*.py") if on_gpu or p not in gpu)
 
 
 UNUSED_PLUGINS = ("cacheprovider", "randomly", "unraisableexception", "threadexception", "doctest", "junitxml",
                   "pastebin", "stepwise", "faulthandler")
 
 
+@dataclass(frozen=True)
+class ChecksOutcome:
+    results: list[CheckResult]
+    grader_errors: list[str]
+    flags: list[Flag]  # forbidden calls seen (rubric `forbid:`), whatever their policy
+
+
 def run_checks(rubric: Rubric, caller: Caller, seed: str, context: SubmissionContext,
                select: Sequence[str] | None = None) -> tuple[list[CheckResult], list[str]]:
     """Every check of the rubric, in rubric order; a check the rubric lists but pytest did not run is an error."""
+    outcome = run_all_checks(rubric, caller, seed, context, select)
+    return outcome.results, outcome.grader_errors
+
+
+def apply_forbid(rubric: Rubric, results: list[CheckResult],
+                 forbidden: dict[str, list[str]]) -> tuple[list[CheckResult], list[Flag]]:
+    """The rubric's policy for each function seen calling what it must not: a forbidden-call flag always, and under
+    ``zero`` none of that function's checks earns points (the lab exists so that students write it)."""
+    flags: list[Flag] = []
+    zeroed: dict[str, str] = {}
+    for function, names in forbidden.items():
+        spec = rubric.forbid.get(function)
+        if spec is None or not names:
+            continue
+        what = ", ".join(names)
+        consequence = f"no points for {function}" if spec.policy == "zero" else "for review"
+        flags.append(Flag("forbidden-call", f"{function} called {what} (forbidden by the rubric; {consequence})"))
+        if spec.policy == "zero":
+            zeroed[function] = f"{function} calls {what}, which this lab forbids: the point is to write it yourself"
+    out = [dataclasses.replace(r, points=0.0, status="failed", message=zeroed[r.function], diagnosis="", details={})
+           if r.function in zeroed else r for r in results]
+    return out, flags
+
+
+def run_all_checks(rubric: Rubric, caller: Caller, seed: str, context: SubmissionContext,
+                   select: Sequence[str] | None = None) -> ChecksOutcome:
+    """run_checks, with the rubric's forbid policy applied and its flags."""
     plugin = CheckPlugin(rubric, caller, seed, context, load_misconceptions(rubric.lab))
-    args = [str(p) for p in check_files(rubric.lab)]
+    args = [str(p) for p in check_files(rubric.lab, rubric.on_gpu)]
     args += ["-q", "--import-mode=importlib", "-o", "addopts=", "--rootdir", str(rubric_dir(rubric.lab)),
              "-W", "ignore"]
     # Plugins a grading session has no use for; unraisableexception alone spends ~0.3 s per submission in
@@ -74,4 +114,5 @@ def run_checks(rubric: Rubric, caller: Caller, seed: str, context: SubmissionCon
             continue
         results.append(plugin.results.get(cid) or CheckResult(
             cid, spec.function, 0.0, spec.points, "error", "the check did not run (missing from the rubric's tests)"))
-    return results, plugin.grader_errors
+    results, flags = apply_forbid(rubric, results, plugin.forbidden)
+    return ChecksOutcome(results, plugin.grader_errors, flags)

@@ -7,9 +7,8 @@ loads ``Model(name)`` from, so a check (or a misconception's mutant) sees the ve
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,33 +41,37 @@ def _load(root: str, name: str, dtype: str | None) -> Any:
     return AutoModelForCausalLM.from_pretrained(Path(root) / name, local_files_only=True, **kw).eval()
 
 
-def load_benchmarks(files: Mapping[str, bytes], extras: Set[str] = frozenset(), hint: str = "run the benchmark cells"):
-    """The submitted benchmarks.json as validated records (untrusted bytes; fields in ``extras`` are dropped)."""
-    from autograder.plausibility import parse_records
+BENCHMARKS_MEMO = "benchmarks"
 
-    raw = files.get("benchmarks.json")
-    if raw is None:
-        raise CheckFailed(f"no benchmarks.json was submitted beside the notebook: {hint}")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckFailed(f"benchmarks.json is not valid JSON ({exc})") from None
-    if isinstance(data, list) and extras:
-        data = [{k: v for k, v in r.items() if k not in extras} if isinstance(r, dict) else r for r in data]
-    try:
-        return parse_records(data)
-    except ValueError as exc:
-        raise CheckFailed(f"benchmarks.json: {exc}") from None
+
+def judged_benchmarks(submission, transform: Callable[[list[Any]], list[Any]] | None = None):
+    """The submission's benchmarks.json judged once (autograder.plausibility.judge_file) and kept in its memo:
+    every benchmark check of the lab reads the same Judgement, and grading stores it with the grade record."""
+    from autograder.plausibility import judge_file
+
+    memo = submission.memo
+    if BENCHMARKS_MEMO not in memo:
+        memo[BENCHMARKS_MEMO] = judge_file(submission.files.get("benchmarks.json"), submission.hardware, transform)
+    return memo[BENCHMARKS_MEMO]
+
+
+def load_benchmarks(submission, transform: Callable[[list[Any]], list[Any]] | None = None,
+                    hint: str = "run the benchmark cells"):
+    """The submitted benchmarks.json as validated records; CheckFailed saying why when it cannot be judged."""
+    judged = judged_benchmarks(submission, transform)
+    if judged.problem is not None:
+        raise CheckFailed(judged.problem + (f": {hint}" if "no benchmarks.json" in judged.problem else ""))
+    return list(judged.records)
 
 
 def judge_benchmarks(submission, rubric, check: str, rules: Mapping[str, Set[str]], *,
-                     extras: Set[str] = frozenset()):
+                     transform: Callable[[list[Any]], list[Any]] | None = None):
     """Fail ``check`` for every impossible verdict of its rules; a check not in ``rules`` answers for every
     impossible verdict no other check owns. Suspicious verdicts cost nothing (the grader flags them)."""
-    from autograder.plausibility import check_benchmarks, score_verdicts
+    from autograder.plausibility import score_verdicts
 
-    records = load_benchmarks(submission.files, extras)
-    verdicts = check_benchmarks(records, submission.hardware)
+    records = load_benchmarks(submission, transform)
+    verdicts = judged_benchmarks(submission, transform).verdicts
     owned = set().union(*rules.values())
     mine = rules.get(check)
     bad = [v for v in verdicts if v.severity == "impossible" and (v.rule in mine if mine else v.rule not in owned)]

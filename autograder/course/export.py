@@ -12,6 +12,22 @@ from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.records import GradeRecord
 
+# A spreadsheet (Excel, LibreOffice, Google Sheets) evaluates a cell that starts with one of these as a formula:
+# `=HYPERLINK(...)` in a student id would run on the instructor's machine. OWASP's advice: prefix such text with a
+# single quote, which the spreadsheet shows as text. Numbers are written as numbers, never prefixed.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as written: text that would start a formula gets a leading quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _row(values: Iterable[object]) -> list[object]:
+    return [cell(v) for v in values]
+
 
 def to_json(records: Iterable[GradeRecord]) -> str:
     return json.dumps([r.to_export() for r in records], indent=2)
@@ -25,8 +41,8 @@ def to_csv(records: Iterable[GradeRecord]) -> str:
     for r in records:
         flags = "; ".join(f"{f.kind}: {f.message}" for f in r.flags)
         for c in r.checks or ():
-            writer.writerow([r.student, r.assignment, r.status, r.score, r.max_score, c.id, c.function, c.points,
-                             c.max_points, c.status, c.message, c.diagnosis, flags])
+            writer.writerow(_row([r.student, r.assignment, r.status, r.score, r.max_score, c.id, c.function,
+                                  c.points, c.max_points, c.status, c.message, c.diagnosis, flags]))
     return out.getvalue()
 
 
@@ -40,10 +56,10 @@ def to_canvas(records: Iterable[GradeRecord]) -> str:
     maxima = {r.assignment: r.max_score for r in records}
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["Student", "ID", "SIS User ID", "Section", *labs])
+    writer.writerow(_row(["Student", "ID", "SIS User ID", "Section", *labs]))
     writer.writerow(["Points Possible", "", "", "", *(maxima[lab] for lab in labs)])
     for student in sorted(rows):
-        writer.writerow([student, "", student, "", *(rows[student].get(lab, "") for lab in labs)])
+        writer.writerow(_row([student, "", student, "", *(rows[student].get(lab, "") for lab in labs)]))
     return out.getvalue()
 
 

@@ -10,8 +10,11 @@ submission handling sees what it would have seen.
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 from autograder.paths import ensure_python_bin_on_path
@@ -21,6 +24,48 @@ from autograder.records import GradeRecord
 def gradebook_url(course_dir: Path) -> str:
     ensure_python_bin_on_path()
     return f"sqlite:///{(Path(course_dir) / 'gradebook.db').resolve()}"
+
+
+class BadTimestamp(ValueError):
+    """The submission's timestamp.txt cannot be read as a date; the message is one line for the instructor."""
+
+
+# What nbgrader writes ("%Y-%m-%d %H:%M:%S.%f %Z", e.g. "2026-11-30 12:00:00.123456 UTC") and ISO 8601. The time zone
+# is a bare name or offset: parse_utc hands a third word to dateutil.tz.gettz, which opens a file by that name, so a
+# path ("/etc/shadow", "../x") never reaches it.
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
+                        r"( ?([A-Za-z][A-Za-z0-9_]{0,15}|[+-]\d{2}:?\d{2}))?")
+MAX_TIMESTAMP_BYTES = 256
+
+
+def read_timestamp(course_dir: Path, lab: str, student: str) -> datetime | None:
+    """The collected timestamp.txt as naive UTC (nbgrader's convention); None when there is none. The student made
+    this folder: the file is read without following links and capped in bytes (codec.read_bounded), and anything
+    but a plain date raises BadTimestamp."""
+    from nbgrader.utils import parse_utc
+
+    from autograder.sandbox.codec import OutputError, open_dir, read_bounded
+
+    folder = Path(course_dir) / "submitted" / student / lab
+    try:
+        dir_fd = open_dir(str(folder))
+    except OSError:
+        return None  # no folder to read (the submission's own reading says what is wrong)
+    try:
+        data = read_bounded(dir_fd, "timestamp.txt", MAX_TIMESTAMP_BYTES)
+    except OutputError as exc:
+        raise BadTimestamp(f"timestamp.txt is not usable: {exc}") from None
+    finally:
+        os.close(dir_fd)
+    if data is None:
+        return None
+    text = data.decode("utf-8", errors="replace").strip()
+    if not _TIMESTAMP.fullmatch(text):
+        raise BadTimestamp(f"timestamp.txt does not hold a date ({text[:40]!r})")
+    try:
+        return parse_utc(text)
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise BadTimestamp(f"timestamp.txt does not hold a valid date ({text[:40]!r}: {exc})") from None
 
 
 def function_points(record: GradeRecord) -> tuple[dict[str, float], dict[str, float]]:
@@ -37,8 +82,11 @@ def sync_record(course_dir: Path, record: GradeRecord) -> None:
     from nbgrader.api import Gradebook, MissingEntry
 
     lab, student = record.assignment, record.student
-    stamp_file = Path(course_dir) / "submitted" / student / lab / "timestamp.txt"
-    kwargs = {"timestamp": stamp_file.read_text().strip()} if stamp_file.is_file() else {}
+    try:
+        stamp = read_timestamp(course_dir, lab, student)
+    except BadTimestamp:
+        stamp = None  # the batch flags it on the record; nbgrader keeps the time it has
+    kwargs = {"timestamp": stamp} if stamp is not None else {}
     earned, possible = function_points(record)
     with warnings.catch_warnings(), Gradebook(gradebook_url(course_dir)) as gb:
         # nbgrader's own add_submission trips a harmless SQLAlchemy autoflush warning; keep the console clean.
@@ -63,12 +111,14 @@ def sync_record(course_dir: Path, record: GradeRecord) -> None:
 
 
 def seconds_late(course_dir: Path, lab: str, student: str) -> float:
-    """How late nbgrader considers this submission (its due date vs the collected timestamp.txt); 0 if on time."""
+    """How late nbgrader considers this submission (its due date vs the collected timestamp.txt); 0 if on time.
+    Raises BadTimestamp when the timestamp cannot be read as a date."""
     from nbgrader.api import Gradebook, MissingEntry
-    from nbgrader.utils import parse_utc
 
-    stamp_file = Path(course_dir) / "submitted" / student / lab / "timestamp.txt"
-    if not stamp_file.is_file() or not (Path(course_dir) / "gradebook.db").exists():
+    if not (Path(course_dir) / "gradebook.db").exists():
+        return 0.0
+    stamp = read_timestamp(course_dir, lab, student)
+    if stamp is None:
         return 0.0
     with Gradebook(gradebook_url(course_dir)) as gb:
         try:
@@ -77,5 +127,5 @@ def seconds_late(course_dir: Path, lab: str, student: str) -> float:
             return 0.0
     if due is None:
         return 0.0
-    late = (parse_utc(stamp_file.read_text().strip()) - due).total_seconds()
+    late = (stamp - due).total_seconds()
     return max(late, 0.0)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import fcntl
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 from autograder.errors import UserError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 BUSY_TIMEOUT_S = 60  # a worker waits this long for another's write to finish before giving up
 WRITE = {"sparkgrade_write": True}  # execution option: this transaction will write
@@ -96,7 +99,7 @@ def _enter_wal(cur: Any, path: Path) -> None:
                         "is it on a network file system?")
 
 
-def alembic_config(connection: Connection | None = None):
+def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic's configuration built in code: the migrations live in this package, wherever it is installed."""
     from alembic.config import Config
 
@@ -121,6 +124,14 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _driver(conn: Connection) -> Any:
+    """The DB-API connection under a SQLAlchemy one (always there while ``conn`` is open)."""
+    raw = conn.connection.driver_connection
+    if raw is None:
+        raise RuntimeError("the database connection is closed")
+    return raw
+
+
 # Any constant: PostgreSQL's advisory lock that lets one process at a time migrate.
 _PG_MIGRATION_LOCK = 0x5350_4B47
 
@@ -139,7 +150,7 @@ def upgrade(engine: Engine) -> None:
         if sqlite:
             # A table rebuild in a future migration must not cascade-delete through foreign keys; the pragma
             # only takes effect outside a transaction, so set it on the raw connection before BEGIN.
-            conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+            _driver(conn).execute("PRAGMA foreign_keys = OFF")
         try:
             with conn.execution_options(**WRITE).begin():
                 if not sqlite:
@@ -147,4 +158,4 @@ def upgrade(engine: Engine) -> None:
                 command.upgrade(alembic_config(conn), "head")
         finally:
             if sqlite:
-                conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
+                _driver(conn).execute("PRAGMA foreign_keys = ON")

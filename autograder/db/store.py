@@ -167,7 +167,8 @@ class CourseStore:
                          f"{record.assignment}.ipynb", executed_notebook)
         if self._run_id is None:
             self.begin_run(record.assignment)
-        self._write(lambda session: self._save(session, record, verdicts))
+        kept = record.verdicts if verdicts is None else verdicts  # grading puts them on the record
+        self._write(lambda session: self._save(session, record, kept))
 
     def save_verdicts(self, lab: str, student: str, verdicts: Sequence[Verdict]) -> None:
         """Replace the benchmark verdicts of the student's current result."""
@@ -293,14 +294,11 @@ class CourseStore:
                     for s in subs]
 
     def load_verdicts(self, lab: str, student: str) -> list[Verdict]:
-        from autograder.plausibility import Verdict
-
         with Session(self.engine) as session:
             sub = self._current(session, lab, student)
             if sub is None:
                 return []
-            return [Verdict(record=v.record_index, rule=v.rule, severity=v.severity, message=v.message,
-                            bound=v.bound, value=v.value, points=v.points) for v in sub.verdicts]
+            return [_verdict(v) for v in sub.verdicts]
 
     @staticmethod
     def _current(session: Session, lab: str, student: str) -> Submission | None:
@@ -321,7 +319,7 @@ def _insert_for(session: Session):
 
 def _eager():
     return (selectinload(Submission.checks), selectinload(Submission.flags), selectinload(Submission.student),
-            selectinload(Submission.assignment))
+            selectinload(Submission.assignment), selectinload(Submission.verdicts))
 
 
 def _verdict_rows(verdicts: Sequence[Verdict]) -> list[VerdictRow]:
@@ -339,4 +337,12 @@ def _record(sub: Submission) -> GradeRecord:
         flags=tuple(Flag(kind=f.kind, message=f.message) for f in sub.flags),
         content_hash=sub.content_hash, seed=sub.seed, rubric_version=sub.rubric_version, sandboxed=sub.sandboxed,
         timings=dict(sub.timings), reason=sub.reason, machine=sub.machine,
+        verdicts=tuple(_verdict(v) for v in sub.verdicts) or None,  # none stored reads as "not judged"
     )
+
+
+def _verdict(v: VerdictRow) -> Verdict:
+    from autograder.plausibility import Verdict
+
+    return Verdict(record=v.record_index, rule=v.rule, severity=v.severity, message=v.message,  # type: ignore[arg-type]
+                   bound=v.bound, value=v.value, points=v.points)

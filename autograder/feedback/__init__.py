@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autograder.course.config import course_rubric, load_config
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.feedback.page import write_feedback
 from autograder.feedback.report import write_report
 from autograder.paths import check_lab
 from autograder.records import GradeRecord
-from autograder.rubric import load_rubric
 
 __all__ = ["write_class_report", "write_feedback", "write_feedback_pages", "write_report"]
 
@@ -45,13 +45,15 @@ def _records(course_dir: Path, lab: str, db_url: str | None = None) -> list[Grad
 def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None) -> tuple[int, list[str]]:
     """One page per graded submission of ``lab``; returns (pages written, student ids skipped as unusable)."""
     records = _records(course_dir, lab, db_url)
-    rubric = load_rubric(lab)
+    config = load_config(course_dir)
+    rubric = course_rubric(lab, config)  # the rubric the records were graded with, GPU checks included
+    hardware = config.hardware or rubric.hardware  # the limits the grader judged by
     written, skipped = 0, []
     for record in records:
         if not _safe_name(record.student):
             skipped.append(record.student)
             continue
-        write_feedback(course_dir, record, rubric, rubric.hardware)
+        write_feedback(course_dir, record, rubric, hardware)
         written += 1
     return written, skipped
 
@@ -59,4 +61,4 @@ def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None) 
 def write_class_report(course_dir: Path, lab: str, db_url: str | None = None) -> tuple[Path, int]:
     """The class page of ``lab`` for instructors; returns (its path, the number of submissions on it)."""
     records = _records(course_dir, lab, db_url)
-    return write_report(course_dir, records, load_rubric(lab)), len(records)
+    return write_report(course_dir, records, course_rubric(lab, load_config(course_dir))), len(records)

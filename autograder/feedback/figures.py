@@ -2,6 +2,10 @@
 
 Pure functions of numbers; matplotlib's Agg backend, no display. Every input may come from a check's details or a
 student's benchmarks.json: non-finite values are shown as such, never trusted to be well formed.
+
+A failed check's figures come from a registry keyed by the details entry they draw (``CHECK_FIGURES``): a check
+keeps its plot data in ``CheckFailed(message, {key: [numbers]})``, the check plugin keeps every such entry, and a new
+kind of figure is one function registered here with ``@check_figure(key)``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ import base64
 import io
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on a grading machine
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from autograder.feedback.roofline import roofline_figure
 
@@ -27,6 +33,15 @@ _INK = "#1f2937"
 _BAD = "#dc2626"
 _GOOD = "#16a34a"
 _REF = "#94a3b8"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure as a page shows it: a data: URI, its alt text and its caption."""
+
+    uri: str
+    alt: str
+    caption: str
 
 
 def data_uri(png: bytes) -> str:
@@ -125,7 +140,9 @@ def score_histogram_png(scores: Sequence[float], max_score: float) -> bytes:
     ax.hist(scores, bins=bins, range=(0, top), color="#2563eb", edgecolor="white")
     ax.set_xlabel(f"score (out of {max_score:g})")
     ax.set_ylabel("submissions")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    locator = ax.yaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one: whole submissions only
+        locator.set_params(integer=True)
     ax.grid(True, axis="y", alpha=0.3)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -140,3 +157,57 @@ def roofline_png(records: Sequence[Any], profile: str) -> bytes:
         data = path.read_bytes()
     plt.close("all")
     return data
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A failed check's figures: one renderer per details key, in the order they appear on the page.
+
+FigureRenderer = Callable[[Mapping[str, Any]], Figure | None]
+CHECK_FIGURES: dict[str, FigureRenderer] = {}
+
+
+def check_figure(key: str) -> Callable[[FigureRenderer], FigureRenderer]:
+    """Register ``render(details) -> Figure | None`` for the details entry ``key`` (None: nothing worth drawing)."""
+
+    def register(render: FigureRenderer) -> FigureRenderer:
+        CHECK_FIGURES[key] = render
+        return render
+
+    return register
+
+
+def check_figures(details: Mapping[str, Any]) -> tuple[Figure, ...]:
+    """The figures of every registered key present in a failed check's details (untrusted numbers: each renderer
+    validates its own entries; anything else in details is ignored)."""
+    out = [render(details) for key, render in CHECK_FIGURES.items() if key in details]
+    return tuple(f for f in out if f is not None)
+
+
+@check_figure("error_profile")
+def _error_profile_figure(details: Mapping[str, Any]) -> Figure | None:
+    profile = numbers(details.get("error_profile"))
+    if not profile:
+        return None
+    return Figure(
+        data_uri(error_profile_png(profile)),
+        "Your largest error against the reference at each position along the sequence",
+        "Your largest error against the reference at each position along the sequence. Wrong from the "
+        "first step: look at the update rule or the initial state. Small at first and growing: something "
+        "accumulates wrongly from one step to the next. Wrong at a few positions only: look at the edges "
+        "(the first or last step).",
+    )
+
+
+@check_figure("expert_load")
+def _expert_load_figure(details: Mapping[str, Any]) -> Figure | None:
+    load = numbers(details.get("expert_load"))
+    if not load:
+        return None
+    ref = numbers(details.get("expert_load_reference"))  # drawn beside the student's bars, not on its own
+    ref = ref if ref and len(ref) == len(load) else None
+    return Figure(
+        data_uri(expert_load_png(load, ref)),
+        "Tokens your router sent to each expert",
+        "Tokens your router sent to each expert" + (", beside the reference router's" if ref else "")
+        + ". The dashed line is a perfectly balanced load.",
+    )

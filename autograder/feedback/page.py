@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,19 @@ from typing import Any
 from autograder.db.store import atomic_write
 from autograder.diagnosis import NO_MATCH
 from autograder.feedback import figures
+from autograder.feedback.figures import Figure
 from autograder.feedback.notebook import NotebookView, clean_text, notebook_view
 from autograder.feedback.render import render
-from autograder.plausibility import InferenceRecord, TrainRecord, Verdict, check_benchmarks, parse_records
+from autograder.plausibility import (
+    DECODE_DEFINITION,
+    MEMORY_DEFINITION,
+    TTFT_DEFINITION,
+    InferenceRecord,
+    TrainRecord,
+    Verdict,
+    check_benchmarks,
+    parse_records,
+)
 from autograder.records import CheckResult, GradeRecord
 from autograder.rubric import Rubric
 
@@ -30,13 +41,6 @@ STATUS_NOTES = {
     "timeout": "Your notebook ran out of time",
     "error": "Grading stopped with an error",
 }
-
-
-@dataclass(frozen=True)
-class Figure:
-    uri: str
-    alt: str
-    caption: str
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,11 @@ class FunctionGroup:
     total: int
 
 
+# What each judged benchmark field means (the checker's messages quote the one a number broke).
+FIELD_DEFINITIONS = (("ttft_s", TTFT_DEFINITION), ("decode_tok_s", DECODE_DEFINITION),
+                     ("peak_mem_bytes", MEMORY_DEFINITION))
+
+
 @dataclass
 class BenchmarksView:
     present: bool = False
@@ -68,6 +77,7 @@ class BenchmarksView:
     hardware: str = ""
     verdicts: list[Verdict] = field(default_factory=list)
     roofline: Figure | None = None
+    definitions: tuple[tuple[str, str], ...] = FIELD_DEFINITIONS
 
 
 def split_diagnosis(diagnosis: str) -> tuple[str, str]:
@@ -79,29 +89,8 @@ def split_diagnosis(diagnosis: str) -> tuple[str, str]:
 
 
 def check_figures(check: CheckResult) -> tuple[Figure, ...]:
-    """Figures from the numbers a failed check kept for feedback (only those keys; the rest is ignored)."""
-    out: list[Figure] = []
-    details = check.details if isinstance(check.details, dict) else {}
-    profile = figures.numbers(details.get("error_profile"))
-    if profile:
-        out.append(Figure(
-            figures.data_uri(figures.error_profile_png(profile)),
-            "Your largest error against the reference at each position along the sequence",
-            "Your largest error against the reference at each position along the sequence. Wrong from the "
-            "first step: look at the update rule or the initial state. Small at first and growing: something "
-            "accumulates wrongly from one step to the next. Wrong at a few positions only: look at the edges "
-            "(the first or last step).",
-        ))
-    load = figures.numbers(details.get("expert_load"))
-    if load:
-        ref = figures.numbers(details.get("expert_load_reference"))
-        out.append(Figure(
-            figures.data_uri(figures.expert_load_png(load, ref if ref and len(ref) == len(load) else None)),
-            "Tokens your router sent to each expert",
-            "Tokens your router sent to each expert" + (", beside the reference router's" if ref else "")
-            + ". The dashed line is a perfectly balanced load.",
-        ))
-    return tuple(out)
+    """Figures from the numbers a failed check kept for feedback (the registry in autograder.feedback.figures)."""
+    return figures.check_figures(check.details if isinstance(check.details, dict) else {})
 
 
 def check_view(check: CheckResult, rubric: Rubric) -> CheckView:
@@ -127,8 +116,11 @@ def _read_bounded(path: Path, limit: int) -> bytes | None:
     return data if len(data) <= limit else None
 
 
-def benchmarks_view(path: Path, hardware: str) -> BenchmarksView:
-    """Plausibility verdicts and the roofline of a submitted benchmarks.json (untrusted), or why there are none."""
+def benchmarks_view(path: Path, hardware: str, stored: Sequence[Verdict] | None = None) -> BenchmarksView:
+    """Plausibility verdicts and the roofline of a submitted benchmarks.json (untrusted), or why there are none.
+
+    ``stored``: the verdicts grading judged and stored with the grade record; they are shown as they are (the page
+    says what was graded). Without them (a record graded before verdicts were stored) the file is judged here."""
     if not path.exists() and not path.is_symlink():
         return BenchmarksView()
     view = BenchmarksView(present=True, hardware=hardware)
@@ -146,7 +138,7 @@ def benchmarks_view(path: Path, hardware: str) -> BenchmarksView:
     try:
         records = parse_records(data)
         view.records = len(records)
-        view.verdicts = check_benchmarks(records, hardware)
+        view.verdicts = list(stored) if stored is not None else check_benchmarks(records, hardware)
     except Exception as exc:  # off-schema numbers: the check already graded them; say what is wrong
         view.problem = clean_text(str(exc), 400)
         return view
@@ -200,7 +192,7 @@ def write_feedback(course_dir: Path, record: GradeRecord, rubric: Rubric, hardwa
     nb_path = course_dir / "autograded" / student / lab / f"{lab}.ipynb"
     notebook = nb_path.read_bytes() if nb_path.is_file() else None
     submitted = course_dir / "submitted" / student / lab
-    bench = benchmarks_view(submitted / "benchmarks.json", hardware)
+    bench = benchmarks_view(submitted / "benchmarks.json", hardware, record.verdicts)
     html = render("feedback.html.j2", **feedback_context(record, rubric, notebook, bench))
     out_dir = feedback_dir(course_dir, student, lab)
     out_dir.mkdir(parents=True, exist_ok=True)

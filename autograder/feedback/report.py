@@ -42,6 +42,30 @@ def checks_frame(records: Iterable[GradeRecord]) -> pd.DataFrame:
                                        "misconception", "diagnosis"])
 
 
+def verdicts_frame(records: Iterable[GradeRecord]) -> pd.DataFrame:
+    """One row per stored benchmark verdict (records graded without a benchmarks.json have none)."""
+    rows = [{"student": r.student, "record": v.record, "rule": v.rule, "severity": v.severity,
+             "ratio": (v.value / v.bound) if v.value is not None and v.bound else None}
+            for r in records for v in (r.verdicts or ())]
+    return pd.DataFrame(rows, columns=["student", "record", "rule", "severity", "ratio"])
+
+
+def benchmark_summary(records: list[GradeRecord]) -> dict[str, Any]:
+    """How the class's benchmark numbers fared: submissions with stored verdicts, and per rule and severity how
+    many students and verdicts, with the median measured/bound ratio (how far past the bound numbers typically
+    were)."""
+    verdicts = verdicts_frame(records)
+    judged = sum(r.verdicts is not None for r in records)
+    rules: list[dict[str, Any]] = []
+    for (rule, severity), g in verdicts.groupby(["rule", "severity"]) if len(verdicts) else []:
+        ratios = g["ratio"].dropna()
+        rules.append({"rule": rule, "severity": severity, "students": int(g["student"].nunique()),
+                      "verdicts": len(g), "median_ratio": float(ratios.median()) if len(ratios) else None,
+                      "who": sorted(g["student"].unique())})
+    rules.sort(key=lambda x: (x["severity"] != "impossible", -x["students"], x["rule"]))
+    return {"judged": judged, "rules": rules}
+
+
 def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: dict[str, str]) -> dict[str, Any]:
     subs = submissions_frame(records)
     checks = checks_frame(records)
@@ -98,6 +122,7 @@ def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: d
         "misconceptions": misconceptions,
         "unexplained_failures": len(unexplained),
         "flagged": flagged,
+        "benchmarks": benchmark_summary(records),
         "slowest": slowest,
         "not_graded": not_graded,
         "links": feedback_links,

@@ -44,7 +44,7 @@ def roofline_points(records: Sequence[BenchmarkRecord]) -> list[dict[str, Any]]:
             points.append({
                 "record": i, "phase": "decode", "architecture": r.architecture, "label": f"{r.model} @{r.context_len}",
                 "intensity": step_flops / w.read_bytes_per_step,
-                "flops": w.decode_flops_per_token * r.decode_tok_s,
+                "flops": w.decode_flops_per_token * r.decode_tok_s * r.batch_size,  # decode_tok_s: per sequence
             })
         points.append({
             "record": i, "phase": "prefill", "architecture": r.architecture, "label": f"{r.model} @{r.context_len}",

@@ -16,6 +16,8 @@ import copy
 
 import nbformat
 
+from autograder.intake.notebook import parse_cell
+
 DEFINITION_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
                     ast.AnnAssign)
 
@@ -26,10 +28,9 @@ def _meta(cell: nbformat.NotebookNode) -> dict:
 
 def only_definitions(source: str) -> bool:
     """Imports, defs, classes, assignments and docstrings only: running it defines names and does nothing else."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return False
+    tree = parse_cell(source)
+    if tree is None:
+        return False  # not parseable here (magics, broken, or shaped to exhaust the parser): run it as it is
     return all(isinstance(node, DEFINITION_NODES) or (isinstance(node, ast.Expr) and isinstance(node.value,
                ast.Constant)) for node in tree.body)
 

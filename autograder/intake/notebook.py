@@ -37,6 +37,17 @@ def read_submission(data: bytes) -> nbformat.NotebookNode:
     return nb
 
 
+def parse_cell(source: str) -> ast.Module | None:
+    """The cell's syntax tree, or None when Python cannot parse it here: IPython magics or broken code (SyntaxError,
+    ValueError for a NUL byte), and sources shaped to exhaust the parser: `x = 1+1+...+1` with 100,000 terms
+    raises RecursionError, a deeply nested literal MemoryError ("too many nested parentheses"). None of these may
+    leave the intake: the kernel's own run shows what is wrong with the cell."""
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
 def _meta(cell: nbformat.NotebookNode) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {}) or {}
 
@@ -105,6 +116,8 @@ _PROBES = {
 }
 _INTROSPECTION = {("inspect", "stack"), ("sys", "_getframe"), ("gc", "get_objects"), ("gc", "get_referrers"),
                   ("inspect", "currentframe")}
+# The harness traces forbidden calls with a profile hook (rubric `forbid:`); code that sets its own hides from it.
+_TRACERS = {("sys", "setprofile"), ("sys", "settrace"), ("threading", "setprofile")}
 
 
 def _dotted(node: ast.AST) -> str:
@@ -126,10 +139,9 @@ def suspicious_code(nb: nbformat.NotebookNode, source: nbformat.NotebookNode) ->
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or _is_locked(cell) or cell.source in course_cells:
             continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue  # IPython magics or broken code: the run shows it
+        tree = parse_cell(cell.source)
+        if tree is None:
+            continue  # IPython magics, broken or parser-exhausting code: the run shows it
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign | ast.AugAssign):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -147,6 +159,8 @@ def suspicious_code(nb: nbformat.NotebookNode, source: nbformat.NotebookNode) ->
                 pair = tuple(name.split(".")[-2:])
                 if pair in _INTROSPECTION:
                     findings.append(f"cell {index}: uses {name} (searching the caller's frames or the heap)")
+                elif pair in _TRACERS:
+                    findings.append(f"cell {index}: uses {name} (replacing the grader's call tracer)")
                 elif name in ("os.environ", "os.getenv"):
                     findings.append(f"cell {index}: reads the environment ({name})")
     unique = list(dict.fromkeys(findings))

@@ -47,7 +47,10 @@ def read_submission_folder(student: str, lab: str, notebook_path: Path) -> Submi
     expected name is not followed (it would let the grader read the course secret or another submission)."""
     from autograder.sandbox.codec import OutputError, open_dir, read_bounded
 
-    dir_fd = open_dir(str(notebook_path.parent))
+    try:
+        dir_fd = open_dir(str(notebook_path.parent))
+    except OSError:
+        return Submission(student, lab, b"")  # a link or a vanished folder: graded as invalid, not followed
     try:
         files = {}
         for name, cap in DATA_FILES.items():

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -15,12 +16,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.errors import UserError
+from autograder.sandbox.gpus import MIG_CAPS_DIR, GpuSlot
 
 INSIDE_WORK = "/submission"
 INSIDE_MODELS = "/lab/models"
 INSIDE_RUNNER_DIR = "/run/sparkgrade"
 INSIDE_RUNNER = f"{INSIDE_RUNNER_DIR}/runner.py"
 SANDBOX_UID = 65534  # nobody
+# The host uid a warm sandbox's uid maps onto when the grader runs as root (it would be host root otherwise):
+# nobody's, unless SPARKGRADE_SANDBOX_HOST_UID names another unprivileged uid (never 0).
+DEFAULT_HOST_ID = 65534
+
+
+def sandbox_host_id() -> int | None:
+    """The unprivileged host uid (and gid) of a sandbox, or None when the grader is not root: an unprivileged
+    grader can map the sandbox only onto its own uid, which is then already nobody special on the host."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        uid = int(os.environ.get("SPARKGRADE_SANDBOX_HOST_UID", DEFAULT_HOST_ID))
+    except ValueError:
+        uid = DEFAULT_HOST_ID
+    return uid if uid > 0 else DEFAULT_HOST_ID
 
 # Only what the dynamic loader, Python and the kernel need from /etc: no shadow, no host names, no machine id.
 ETC_FROM_HOST = (
@@ -91,8 +108,8 @@ def build_argv(
     env: dict[str, str],
     *,
     tmp_bytes: int,
-    gpu: int | None = None,
-    python: str = sys.executable,
+    gpu: int | GpuSlot | None = None,
+    python: str | None = None,
     bwrap: str = "bwrap",
     uid: int | None = SANDBOX_UID,
 ) -> list[str]:
@@ -128,16 +145,33 @@ def build_argv(
         argv += ["--ro-bind", str(mounts.models_dir), INSIDE_MODELS]
     argv += ["--bind", str(mounts.work_dir), INSIDE_WORK]
     if gpu is not None:
+        # An int is the device minor (gpus.py: never the CUDA index, which CUDA_VISIBLE_DEVICES renumbers).
+        slot = gpu if isinstance(gpu, GpuSlot) else GpuSlot(minor=int(gpu), visible_id="")
         # --dev-bind, not --bind: device nodes must stay usable. Only the assigned GPU's node is visible.
-        argv += ["--dev-bind", f"/dev/nvidia{int(gpu)}", f"/dev/nvidia{int(gpu)}"]
+        argv += ["--dev-bind", slot.node, slot.node]
         for node in GPU_CONTROL_NODES:
             argv += ["--dev-bind-try", node, node]
+        if slot.mig:  # a MIG instance is opened through its capability nodes
+            argv += ["--dev-bind-try", MIG_CAPS_DIR, MIG_CAPS_DIR]
         argv += ["--ro-bind", "/sys", "/sys"]
+        if slot.visible_id:  # inside, the one GPU is cuda:0 whatever its number outside
+            env = {**env, "CUDA_VISIBLE_DEVICES": slot.visible_id}
     argv += ["--remount-ro", "/"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
-    argv += ["--chdir", INSIDE_WORK, "--", python, "-I", INSIDE_RUNNER]
+    argv += ["--chdir", INSIDE_WORK, "--", python or str(sandbox_python()), "-I", INSIDE_RUNNER]
     return argv
+
+
+def sandbox_python() -> Path:
+    """This interpreter as the sandbox sees it: inside the resolved venv. Only resolved folders are mounted, so a venv
+    reached through a symlink (sys.executable under the link) must be started by its real path, where its
+    pyvenv.cfg still makes it the venv's interpreter."""
+    exe = Path(sys.executable)
+    try:
+        return Path(sys.prefix).resolve() / exe.relative_to(sys.prefix)
+    except ValueError:  # an interpreter outside its prefix: it is mounted where it is
+        return exe
 
 
 def python_dirs() -> tuple[Path, ...]:
@@ -149,6 +183,16 @@ def python_dirs() -> tuple[Path, ...]:
         if not any(d == u or u in d.parents for u in unique):
             unique.append(d)
     return tuple(unique)
+
+
+def give_work_dir(work: Path, host_id: int | None) -> None:
+    """The work folder (and what the grader put in it) owned by the sandbox's host uid and writable for it only
+    (0700; the grader, root, still reads and writes it); None gives it back to us, for a cold start."""
+    owner = host_id if host_id is not None else os.geteuid()
+    for path in (work, *work.rglob("*")):
+        if not path.is_symlink():
+            os.chown(path, owner, owner)
+    work.chmod(0o700 if host_id is not None else 0o755)
 
 
 def find_bwrap() -> str | None:

@@ -32,6 +32,7 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
     timeout_s: float | None = None
     device: str | None = None
+    forbid: tuple[str, ...] = ()  # dotted names of callables traced while the function runs (rubric `forbid:`)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class CallResult:
     stdout: str = ""
     stderr: str = ""
     sandboxed: bool = True
+    forbidden: tuple[str, ...] = ()  # which of the call's ``forbid`` names ran (as reported from inside: untrusted)
 
     @property
     def ok(self) -> bool:

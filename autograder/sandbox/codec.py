@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
@@ -21,6 +23,13 @@ from autograder.sandbox.calls import Model
 
 MAX_DEPTH = 8
 MAX_ITEMS = 100_000
+# out.json holds the return value's structure only (tensors travel in out.safetensors): MAX_ITEMS nodes of a few
+# dozen bytes each. Capping it here, before a byte is read, keeps the grader's memory bounded: a 60 MB out.json of
+# empty lists grew the trusted worker from 0.3 to 1.6 GB inside json.loads.
+MAX_JSON_BYTES = 4 << 20
+# A node at tree depth k opens its brackets at JSON depth 2k + 2 ({"result": {..., "items": [{...}]}}).
+MAX_JSON_DEPTH = 2 * MAX_DEPTH + 4
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _MODEL_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -28,8 +37,10 @@ class OutputError(ValueError):
     """The sandbox returned something that is not a well-formed, bounded output."""
 
 
-def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], device: str | None) -> tuple[bytes, bytes]:
-    """Returns (in.json bytes, in.safetensors bytes) for one call."""
+def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], device: str | None,
+                forbid: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+    """Returns (in.json bytes, in.safetensors bytes) for one call; ``forbid`` names the callables the harness
+    traces while the function runs."""
     tensors: dict[str, torch.Tensor] = {}
 
     def enc(v: Any, depth: int) -> dict[str, Any]:
@@ -66,6 +77,8 @@ def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], device: str | Non
         "kwargs": {str(k): enc(a, 0) for k, a in kwargs.items()},
         "device": device,
     }
+    if forbid:
+        spec["forbid"] = [str(n) for n in forbid]
     return json.dumps(spec).encode(), (save_safetensors(tensors) if tensors else b"")
 
 
@@ -104,12 +117,56 @@ def open_dir(name: str, dir_fd: int | None = None) -> int:
     return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
 
 
+def json_depth(data: bytes) -> int:
+    """How deeply the brackets of a JSON text nest, counted without parsing it (strings blanked first), so that
+    nesting deep enough to exhaust json.loads's recursion is refused before json.loads sees it."""
+    blanked = np.frombuffer(_JSON_STRING.sub(b'""', data), dtype=np.uint8)
+    opens = (blanked == ord("[")) | (blanked == ord("{"))
+    closes = (blanked == ord("]")) | (blanked == ord("}"))
+    if not opens.any():
+        return 0
+    return int(np.cumsum(opens.astype(np.int32) - closes.astype(np.int32)).max())
+
+
+MAX_FORBIDDEN = 32
+
+
+def forbidden_calls(spec_bytes: bytes) -> tuple[str, ...]:
+    """The names the harness reported as called among the call's forbidden ones (out.json's "forbidden"), read as
+    untrusted: strings only, at most MAX_FORBIDDEN of at most 200 characters. decode_outputs has checked the
+    file's size and depth already."""
+    try:
+        names = json.loads(spec_bytes).get("forbidden")
+    except (ValueError, RecursionError, AttributeError):
+        return ()
+    if not isinstance(names, list):
+        return ()
+    return tuple(n[:200] for n in names[:MAX_FORBIDDEN] if isinstance(n, str))
+
+
 def decode_outputs(spec_bytes: bytes, tensor_bytes: bytes | None) -> tuple[Any, float]:
-    """Turn out.json (+ out.safetensors) into (value, wall_s), checking every node's kind and type."""
+    """Turn out.json (+ out.safetensors) into (value, wall_s), checking every node's kind and type. Whatever the
+    bytes are, the only exception is OutputError, with a message the student can read: the reply is the
+    submission's responsibility, never a failure of the grader."""
+    try:
+        return _decode(spec_bytes, tensor_bytes)
+    except OutputError:
+        raise
+    except RecursionError:
+        raise OutputError("the return value is nested too deeply") from None
+    except (ValueError, OverflowError, TypeError, MemoryError) as exc:  # huge integers, bad UTF-8, ...
+        raise OutputError(f"the return value cannot be read back ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _decode(spec_bytes: bytes, tensor_bytes: bytes | None) -> tuple[Any, float]:
+    if len(spec_bytes) > MAX_JSON_BYTES:
+        raise OutputError(f"out.json is {len(spec_bytes)} bytes, over the {MAX_JSON_BYTES}-byte limit")
+    if json_depth(spec_bytes) > MAX_JSON_DEPTH:
+        raise OutputError("the return value is nested too deeply")
     try:
         spec = json.loads(spec_bytes)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise OutputError(f"out.json is not valid JSON ({exc})") from None
+    except ValueError as exc:  # UnicodeDecodeError included; a >4300-digit integer too
+        raise OutputError(f"out.json is not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(spec, dict) or "result" not in spec:
         raise OutputError("out.json has no result")
     tensors: dict[str, torch.Tensor] = {}
@@ -160,12 +217,16 @@ def decode_outputs(spec_bytes: bytes, tensor_bytes: bytes | None) -> tuple[Any, 
     return value, wall_s
 
 
-def write_call_inputs(work_fd: int, calls_dir: str, call_id: str, spec: bytes, tensors: bytes) -> None:
-    """in.json (+ in.safetensors) into a fresh folder for one call, created without following links."""
+def write_call_inputs(work_fd: int, calls_dir: str, call_id: str, spec: bytes, tensors: bytes,
+                      owner: int | None = None) -> None:
+    """in.json (+ in.safetensors) into a fresh folder for one call, created without following links; ``owner``:
+    the sandbox's host uid, which writes the reply into that folder."""
     calls_fd = open_dir(calls_dir, work_fd)
     try:
         os.mkdir(call_id, mode=0o755, dir_fd=calls_fd)
         call_fd = open_dir(call_id, calls_fd)
+        if owner is not None:
+            os.fchown(call_fd, owner, owner)
         try:
             for name, data in (("in.json", spec), ("in.safetensors", tensors)):
                 if name == "in.safetensors" and not data:
@@ -181,21 +242,34 @@ def write_call_inputs(work_fd: int, calls_dir: str, call_id: str, spec: bytes, t
 
 
 def read_call_outputs(work_fd: int, calls_dir: str, call_id: str, limit: int) -> tuple[Any, float]:
-    """(value, wall_s) from one call's out.json (+ out.safetensors): files opened without following links, each
-    capped at ``limit`` bytes, then decoded as hostile data (decode_outputs)."""
-    calls_fd = open_dir(calls_dir, work_fd)
+    value, wall_s, _ = read_call_reply(work_fd, calls_dir, call_id, limit)
+    return value, wall_s
+
+
+def read_call_reply(work_fd: int, calls_dir: str, call_id: str,
+                    limit: int) -> tuple[Any, float, tuple[str, ...]]:
+    """(value, wall_s) from one call's out.json (+ out.safetensors): files opened without following links, capped
+    in bytes before they are read (out.json at MAX_JSON_BYTES), then decoded as hostile data (decode_outputs).
+    Raises OutputError only: a call folder the submission replaced by a link or a file is its own doing."""
+    try:
+        calls_fd = open_dir(calls_dir, work_fd)
+    except OSError as exc:
+        raise OutputError(f"the grader's call folder was removed or replaced ({exc.strerror})") from None
     try:
         call_fd = open_dir(call_id, calls_fd)
+    except OSError as exc:
+        raise OutputError(f"the call's folder was removed or replaced ({exc.strerror})") from None
     finally:
         os.close(calls_fd)
     try:
-        spec = read_bounded(call_fd, "out.json", limit)
+        spec = read_bounded(call_fd, "out.json", min(limit, MAX_JSON_BYTES))
         tensors = read_bounded(call_fd, "out.safetensors", limit)
     finally:
         os.close(call_fd)
     if spec is None:
         raise OutputError("the call wrote no out.json")
-    return decode_outputs(spec, tensors)
+    value, wall_s = decode_outputs(spec, tensors)
+    return value, wall_s, forbidden_calls(spec)
 
 
 def as_number(value: Any) -> float:

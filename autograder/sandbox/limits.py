@@ -23,11 +23,22 @@ class Limits:
     call_text_bytes: int = 16 * KIB  # stdout / stderr kept per call
     tmp_bytes: int = 512 * MIB  # size of the private /tmp tmpfs
     threads: int = 2  # OMP / MKL threads inside
+    # Cores' worth of CPU time the sandbox may use (cgroup cpu.max): its worker's share, one core, as the batch runs
+    # one worker per core; a thread storm then slows only its own submission.
+    cpus: float = 1.0
+    # Wall time for all the hidden checks of one submission together; checks past it fail at once.
+    checks_s: float = 600.0
     startup_s: float = 60.0  # kernel start allowance on top of notebook_s
     interrupt_grace_s: float = 5.0  # how long a timed-out call may take to honour an interrupt
+    # GPU sandboxes: the kernel's CUDA allocator is capped at this many bytes (a per-process memory fraction set
+    # before student code), since unified memory escapes the cgroup (watchdog.py).
+    gpu_memory_bytes: int = 24 * GIB
+    # The host keeps this much MemAvailable: below it the sandbox is killed with reason "memory". 0: GPU sandboxes
+    # use watchdog.default_reserve and CPU sandboxes rely on their cgroup alone (no watchdog).
+    host_reserve_bytes: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("notebook_s", "call_s", "startup_s", "interrupt_grace_s"):
+        for name in ("notebook_s", "call_s", "startup_s", "interrupt_grace_s", "cpus", "checks_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive")
         for name in ("memory_bytes", "max_processes", "file_bytes", "cell_output_bytes", "call_output_bytes"):

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from autograder.sandbox import bwrap as bw
-from autograder.sandbox import zygote
+from autograder.sandbox import gpus, watchdog, zygote
 from autograder.sandbox.calls import Call, CallResult, Reason, SandboxResult
 from autograder.sandbox.cgroup import Cgroup
 from autograder.sandbox.codec import (
@@ -37,7 +37,7 @@ from autograder.sandbox.codec import (
     encode_call,
     open_dir,
     read_bounded,
-    read_call_outputs,
+    read_call_reply,
     write_call_inputs,
 )
 from autograder.sandbox.limits import Limits
@@ -48,6 +48,7 @@ CALLS_DIR = ".sparkgrade-calls"
 MAX_LINE = 8 << 20  # longest protocol line we parse
 MAX_JUNK = 1 << 20  # bytes of foreign writes on the protocol pipe before we call it an output flood
 EXECUTED_NAME = "executed.ipynb"
+NICE_WITHOUT_QUOTA = 10  # without a cgroup CPU quota, the nearest equivalent: the sandbox yields to other workers
 
 
 class _Died(Exception):
@@ -68,7 +69,7 @@ class Sandbox:
         files: Mapping[str, bytes | Path] | None = None,
         models_dir: Path | None = None,
         limits: Limits | None = None,
-        gpu: int | None = None,
+        gpu: int | str | None = None,  # the worker's GPU: a position among the visible GPUs, or a UUID (gpus.py)
         no_sandbox: bool = False,
         warm: bool | None = None,
     ) -> None:
@@ -93,8 +94,10 @@ class Sandbox:
         self._dead: _Died | None = None
         self._alive = False
         self._next_id = 0
+        self._host_id: int | None = None  # the host uid that owns the work folder (warm start as root)
         self.result: SandboxResult | None = None
         self.timings: dict[str, float] = {}
+        self._watchdog: watchdog.HostMemoryWatchdog | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -119,7 +122,7 @@ class Sandbox:
         or cold (bubblewrap). Warm and cold build the same view; a warm start that is unavailable falls back to
         cold."""
         assert self._root is not None
-        env = bw.sandbox_env(self.limits.threads, str(Path(sys.executable).parent))
+        env = bw.sandbox_env(self.limits.threads, str(bw.sandbox_python().parent))
         if self._models_dir is not None:
             env["SPARKGRADE_MODELS"] = bw.INSIDE_MODELS  # the labs read their models from here
         if self.no_sandbox:
@@ -128,12 +131,18 @@ class Sandbox:
         bwrap = bw.check_sandbox_available()
         mounts = bw.Mounts(work_dir=self._root / "work", etc_dir=self._root / "etc", runner_dir=INSIDE_DIR,
                            python_dirs=bw.python_dirs(), models_dir=self._models_dir)
-        self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes)
+        self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes, self.limits.cpus)
+        self._watchdog = watchdog.watchdog_for(self.limits.host_reserve_bytes, self.gpu is not None, self._starved)
         # Warm: CPU sandboxes on hosts with cgroups (a fork inherits the zygote's address space, so the
         # RLIMIT_AS fallback would count the libraries it shares; such hosts start cold).
         if self.warm and self.gpu is None and self._cgroup is not None and self._spawn_warm(mounts, env):
             return
         self._spawn_cold(mounts, env, bwrap)
+
+    def _starved(self, detail: str) -> None:
+        """From the watchdog's thread: kill now (the grader may be busy in a check), report at the next wait."""
+        self._dead, self._alive = self._dead or _Died("memory", detail), False
+        self._terminate()
 
     def _spawn_plain(self, env: dict[str, str]) -> None:
         """Trusted self-tests only: the same runner in a plain subprocess, still without the grader's environment."""
@@ -148,7 +157,8 @@ class Sandbox:
     def _spawn_cold(self, mounts: bw.Mounts, env: dict[str, str], bwrap: str) -> None:
         """bubblewrap builds the sandbox; with a cgroup, a tiny launcher joins it first and then becomes bwrap, so
         every sandbox process starts inside it."""
-        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=self.gpu, bwrap=bwrap)
+        slot = gpus.resolve_slot(self.gpu) if self.gpu is not None else None  # GpuError: the set-up is wrong, stop
+        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=slot, bwrap=bwrap)
         if self._cgroup is not None:
             files = self._cgroup.procs_files()
             script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done; '
@@ -166,16 +176,22 @@ class Sandbox:
         assert self._root is not None
         newroot = self._root / "root"
         newroot.mkdir()
+        host_id = bw.sandbox_host_id()
         spec = zygote.sandbox_spec(mounts, env, tmp_bytes=self.limits.tmp_bytes, newroot=newroot,
-                                   rlimits=self._rlimits())
+                                   rlimits=self._rlimits(), host_id=host_id)
         procs = self._cgroup.procs_files() if self._cgroup is not None else []
+        self._host_id = host_id
+        if host_id is not None:
+            bw.give_work_dir(self._root / "work", host_id)
         try:
             self._proc = zygote.get(self.limits.threads).spawn(spec, procs, timeout_s=self.limits.startup_s)
-        except zygote.ZygoteOff:
-            return False
-        except zygote.ZygoteError as exc:
-            zygote.mark_broken(str(exc))  # this host cannot do it: the rest of this process starts cold
-            sys.stderr.write(f"sparkgrade: warm start unavailable, starting sandboxes cold: {exc}\n")
+        except (zygote.ZygoteOff, zygote.ZygoteError) as exc:
+            if host_id is not None:  # a cold start runs as our own uid: the folder goes back to us
+                bw.give_work_dir(self._root / "work", None)
+                self._host_id = None
+            if isinstance(exc, zygote.ZygoteError):
+                zygote.mark_broken(str(exc))  # this host cannot do it: the rest of this process starts cold
+                sys.stderr.write(f"sparkgrade: warm start unavailable, starting sandboxes cold: {exc}\n")
             return False
         self.timings["warm_start"] = 1.0
         self._start_protocol()
@@ -216,6 +232,8 @@ class Sandbox:
             "models_dir": models,
             "rlimits": rlimits,
             "limits_by_cgroup": self._cgroup is not None or not inside,
+            "cuda_memory_bytes": lim.gpu_memory_bytes if self.gpu is not None else 0,
+            "nice": NICE_WITHOUT_QUOTA if inside and (self._cgroup is None or self._cgroup.cpu_quota is None) else 0,
         }
 
     # -- the protocol channel -------------------------------------------------------------------------------------
@@ -282,7 +300,7 @@ class Sandbox:
     def _kill(self, reason: Reason, detail: str) -> None:
         self._terminate()
         self._alive = False
-        self._dead = _Died(reason, detail)
+        self._dead = self._dead or _Died(reason, detail)  # a watchdog's kill keeps its reason, not "crashed"
         raise self._dead
 
     def _terminate(self) -> None:
@@ -375,9 +393,10 @@ class Sandbox:
         *,
         timeout_s: float | None = None,
         device: str | None = None,
+        forbid: Sequence[str] = (),
     ) -> CallResult:
-        """Call the student's ``function(*args, **kwargs)`` inside the kernel."""
-        return self.call_many([Call(function, tuple(args), dict(kwargs or {}), timeout_s, device)])[0]
+        """Call the student's ``function(*args, **kwargs)`` inside the kernel; ``forbid``: see CallResult.forbidden."""
+        return self.call_many([Call(function, tuple(args), dict(kwargs or {}), timeout_s, device, tuple(forbid))])[0]
 
     def call_many(self, calls: Sequence[Call]) -> list[CallResult]:
         """Several calls in one round trip, run in order; a call that kills the kernel fails the rest."""
@@ -394,11 +413,16 @@ class Sandbox:
         for call in calls:
             call_id = secrets.token_hex(12)
             try:
-                spec, tensors = encode_call(call.args, call.kwargs, call.device)
+                spec, tensors = encode_call(call.args, call.kwargs, call.device, call.forbid)
             except (TypeError, ValueError) as exc:
                 prepared.append((call_id, CallResult("error", error=f"bad call: {exc}", sandboxed=sandboxed)))
                 continue
-            self._write_inputs(call_id, spec, tensors)
+            try:
+                write_call_inputs(self._work_fd, CALLS_DIR, call_id, spec, tensors, owner=self._host_id)
+            except OSError as exc:  # student code replaced the call folder (a link, a file): its own doing
+                why = f"the submission removed or replaced the grader's call folder ({exc.strerror})"
+                prepared.append((call_id, CallResult("error", error=why, sandboxed=sandboxed)))
+                continue
             timeout = float(call.timeout_s or self.limits.call_s)
             total_timeout += timeout + self.limits.interrupt_grace_s
             inside = bw.INSIDE_WORK if sandboxed else str(self.work_dir)
@@ -431,10 +455,6 @@ class Sandbox:
             results.append(self._collect(call_id, reply if isinstance(reply, dict) else {}))
         return results
 
-    def _write_inputs(self, call_id: str, spec: bytes, tensors: bytes) -> None:
-        assert self._work_fd is not None
-        write_call_inputs(self._work_fd, CALLS_DIR, call_id, spec, tensors)
-
     def _collect(self, call_id: str, reply: dict[str, Any]) -> CallResult:
         sandboxed = not self.no_sandbox
         status = reply.get("status")
@@ -452,16 +472,18 @@ class Sandbox:
         assert self._work_fd is not None
         limit = self.limits.call_output_bytes
         try:
-            value, wall_s = read_call_outputs(self._work_fd, CALLS_DIR, call_id, limit)
+            value, wall_s, forbidden = read_call_reply(self._work_fd, CALLS_DIR, call_id, limit)
         except (OutputError, OSError) as exc:
             common["error"] = f"rejected output: {exc}"
             return CallResult("error", **common)
-        return CallResult("ok", value=value, wall_s=wall_s, **common)
+        return CallResult("ok", value=value, wall_s=wall_s, forbidden=forbidden, **common)
 
     # -- teardown ------------------------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Stop the runner (politely, then by force), remove the cgroup and the work folder."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self._proc is not None:
             if self._proc.poll() is None and self._dead is None:
                 self._send({"op": "close"})

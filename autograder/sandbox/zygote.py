@@ -98,7 +98,7 @@ class Zygote:
         self._lock = threading.Lock()
         self._dir = Path(tempfile.mkdtemp(prefix="sparkgrade-zygote-"))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = bw.sandbox_env(threads, str(Path(sys.executable).parent))
+        env = bw.sandbox_env(threads, str(bw.sandbox_python().parent))
         env["MPLCONFIGDIR"] = str(self._dir / "matplotlib")  # its font cache, built once, inherited by every fork
         self._log = self._dir / "zygote.log"
         try:
@@ -296,9 +296,11 @@ def shutdown() -> None:
 
 
 def sandbox_spec(mounts: bw.Mounts, env: dict[str, str], *, tmp_bytes: int, newroot: Path,
-                 rlimits: dict[str, int]) -> dict[str, Any]:
-    """The warm sandbox's layout: bwrap.build_argv's mounts, as data for the zygote."""
+                 rlimits: dict[str, int], host_id: int | None = None) -> dict[str, Any]:
+    """The warm sandbox's layout: bwrap.build_argv's mounts, as data for the zygote. ``host_id``: the host uid
+    the sandbox uid maps onto when the grader is root (bwrap.sandbox_host_id)."""
     return {
+        "host_id": host_id,
         "newroot": str(newroot),
         "work_dir": str(mounts.work_dir),
         "etc_dir": str(mounts.etc_dir),

@@ -201,7 +201,7 @@ def _build(out_dir: Path, recipe: str) -> dict[str, Any]:
                 info["valid_perplexity"] = _perplexity(model, valid_ids)
             if spec.name == "moe-domains":
                 trained = train.domain_routing_counts(model, valid_ids)
-                stats = {
+                stats: dict[str, Any] = {
                     "domains": list(corpus.DOMAINS),
                     "note": "top-1 expert counts per layer: counts[layer][expert][domain], on data/corpus/*_valid",
                     "trained": _routing_summary(trained),

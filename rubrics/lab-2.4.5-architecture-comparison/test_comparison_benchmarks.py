@@ -1,6 +1,7 @@
 """Hidden checks of the submitted benchmarks.json (untrusted bytes): the configurations the lab asks for are
 recorded, and each group of physical bounds (autograder.plausibility) holds. One check per group of rules, so an
-impossible number costs that group's points only. Suspicious verdicts cost nothing here."""
+impossible number costs that group's points only. Suspicious verdicts cost nothing here. The file is judged once per
+submission (checks.trusted.judged_benchmarks); every check reads those verdicts and grading stores them."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from autograder.checks.api import CheckFailed
 from autograder.checks.trusted import judge_benchmarks
 from autograder.plausibility import InferenceRecord
 
-# Fields this lab's notebook records beyond the plausibility schema (its record_benchmark call adds them).
-LAB_EXTRAS = {"bits_per_byte"}
 REQUIRED_ARCHITECTURES = ("transformer", "mamba")
 MIN_ARCHITECTURES = 3
 RULES = {
@@ -21,7 +20,7 @@ RULES = {
 
 
 def judge(submission, rubric, check):
-    return judge_benchmarks(submission, rubric, check, RULES, extras=LAB_EXTRAS)
+    return judge_benchmarks(submission, rubric, check, RULES)
 
 
 def test_benchmarks_recorded(submission, rubric):

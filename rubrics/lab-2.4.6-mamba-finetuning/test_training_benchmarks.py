@@ -2,14 +2,14 @@
 
 The lab's notebook records the run as an inference record (generation speed after the fine-tune) with a
 ``finetune`` block; the plausibility checker judges training as a ``kind: "train"`` record. A file may hold either:
-a train record is taken as it is, and a record with a finetune block is read as the train record it describes."""
+a train record is taken as it is, and a record with a finetune block is read as the train record it describes. The
+file is judged once per submission (checks.trusted.judged_benchmarks) and grading stores those verdicts."""
 
 from __future__ import annotations
 
-import json
-
 from autograder.checks.api import CheckFailed
-from autograder.plausibility import TrainRecord, check_benchmarks, parse_records, score_verdicts
+from autograder.checks.trusted import judged_benchmarks, load_benchmarks
+from autograder.plausibility import TrainRecord, score_verdicts
 
 TRAINING_RULES = {"train_trainable_le_total", "train_loss_range", "train_throughput_bound", "memory_floor",
                   "memory_ceiling"}
@@ -27,23 +27,16 @@ def _train_record(record: dict) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def load(submission):
-    raw = submission.files.get("benchmarks.json")
-    if raw is None:
-        raise CheckFailed("no benchmarks.json was submitted beside the notebook: run the record cell")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckFailed(f"benchmarks.json is not valid JSON ({exc})") from None
-    if not isinstance(data, list):
-        raise CheckFailed("benchmarks.json must be a JSON list of records")
+def training_records(data: list) -> list:
+    """The file's training records (train records as they are, fine-tune blocks read as train records)."""
     training = [r for r in data if isinstance(r, dict) and (r.get("kind") == "train" or "finetune" in r)]
     if not training:
-        raise CheckFailed("benchmarks.json holds no record of the fine-tune: run the record cell after training")
-    try:
-        return parse_records([r if r.get("kind") == "train" else _train_record(r) for r in training])
-    except ValueError as exc:
-        raise CheckFailed(f"benchmarks.json, training record: {exc}") from None
+        raise ValueError("it holds no record of the fine-tune: run the record cell after training")
+    return [r if r.get("kind") == "train" else _train_record(r) for r in training]
+
+
+def load(submission):
+    return load_benchmarks(submission, training_records, hint="run the record cell")
 
 
 def fail_on(verdicts, points):
@@ -57,11 +50,12 @@ def test_benchmarks_training_recorded(submission, rubric):
     records = load(submission)
     if not any(isinstance(r, TrainRecord) and r.architecture == "mamba" for r in records):
         raise CheckFailed("benchmarks.json has no training record of a Mamba model")
-    verdicts = check_benchmarks(records, submission.hardware)
+    verdicts = judged_benchmarks(submission, training_records).verdicts
     fail_on([v for v in verdicts if v.rule not in TRAINING_RULES], rubric.checks["benchmarks_training_recorded"].points)
 
 
 def test_benchmarks_training_within_physics(submission, rubric):
-    verdicts = check_benchmarks(load(submission), submission.hardware)
+    load(submission)
+    verdicts = judged_benchmarks(submission, training_records).verdicts
     fail_on([v for v in verdicts if v.rule in TRAINING_RULES],
             rubric.checks["benchmarks_training_within_physics"].points)

@@ -17,6 +17,70 @@ any value (student code shares the kernel): the checks hold it against the runne
 from typing import Any
 
 
+def _sparkgrade_forbid(names: list[str]) -> tuple[Any, Any]:
+    """(start, stop) of a tracer that notes which of the named callables (dotted paths, e.g.
+    "transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func") run while the student's function
+    runs: Python functions by their code object (so a name bound before the call, `from m import f`, is caught
+    too), C functions by identity. stop() returns the names seen, and says so when student code removed the
+    tracer. Names that do not resolve here (a package the kernel lacks) cannot be called, so they are skipped."""
+    import importlib
+    import sys
+    import threading
+
+    codes: dict[Any, str] = {}
+    objects: dict[int, str] = {}
+    keep = []  # the traced objects stay alive, so no other object reuses their id during the call
+    for name in names:
+        parts = name.split(".")
+        obj = None
+        for i in range(len(parts) - 1, 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except Exception:
+                continue
+            try:
+                for attr in parts[i:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                obj = None
+            break
+        while obj is not None:
+            keep.append(obj)
+            code = getattr(obj, "__code__", None)
+            if code is not None:
+                codes[code] = name
+            else:
+                objects[id(obj)] = name
+            obj = getattr(obj, "__wrapped__", None)
+    seen: list[str] = []
+    if not codes and not objects:  # nothing here could be called: no tracing cost for the student's function
+        return (lambda: None), (lambda: seen)
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            hit = codes.get(frame.f_code)
+        elif event == "c_call":
+            hit = objects.get(id(arg))
+        else:
+            return
+        if hit is not None and hit not in seen:
+            seen.append(hit)
+
+    previous = sys.getprofile()
+
+    def start() -> None:
+        threading.setprofile(hook)
+        sys.setprofile(hook)
+
+    def stop() -> list[str]:
+        removed = sys.getprofile() is not hook
+        sys.setprofile(previous)
+        threading.setprofile(None)
+        return [*seen, "(the grader's call tracer was removed)"] if removed else seen
+
+    return start, stop
+
+
 def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_dir: str) -> None:
     import json
     import os
@@ -119,21 +183,32 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
             "(tensors, numbers, bools, None, strings, lists, tuples and str-keyed dicts only)"
         )
 
+    # Calls the rubric forbids in this function (rubric.yaml `forbid:`), traced only while it runs.
+    forbid = [str(n) for n in spec.get("forbid") or []]
+    trace_start, trace_stop = _sparkgrade_forbid(forbid) if forbid else (None, None)
+    forbidden: list[str] = []
     start = time.perf_counter()
-    if probe == "forwards":
-        result = _sparkgrade_count_forwards(fn, args, kwargs)
-    elif grad_wrt is None:
-        result = fn(*args, **kwargs)
-    else:
-        import torch
-
-        with torch.enable_grad():
+    if trace_start is not None:
+        trace_start()
+    try:
+        if probe == "forwards":
+            result = _sparkgrade_count_forwards(fn, args, kwargs)
+        elif grad_wrt is None:
             result = fn(*args, **kwargs)
-            first = result[0] if isinstance(result, (tuple, list)) else result
-            if not isinstance(first, torch.Tensor) or not first.requires_grad:
-                raise TypeError("the output is not differentiable with respect to the inputs (no autograd graph)")
-            grads = torch.autograd.grad(first, [args[i] for i in grad_wrt], grad_output, allow_unused=True)
-            result = tuple(torch.zeros_like(args[i]) if g is None else g for i, g in zip(grad_wrt, grads, strict=True))
+        else:
+            import torch
+
+            with torch.enable_grad():
+                result = fn(*args, **kwargs)
+                first = result[0] if isinstance(result, (tuple, list)) else result
+                if not isinstance(first, torch.Tensor) or not first.requires_grad:
+                    raise TypeError("the output is not differentiable with respect to the inputs (no autograd graph)")
+                grads = torch.autograd.grad(first, [args[i] for i in grad_wrt], grad_output, allow_unused=True)
+                result = tuple(torch.zeros_like(args[i]) if g is None else g
+                               for i, g in zip(grad_wrt, grads, strict=True))
+    finally:
+        if trace_stop is not None:
+            forbidden = trace_stop()
     wall = time.perf_counter() - start
     encoded = enc(result, 0)
     if out:
@@ -141,7 +216,7 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
 
         save_file(out, os.path.join(call_dir, "out.safetensors"))
     with open(os.path.join(call_dir, "out.json"), "w", encoding="utf-8") as f:
-        json.dump({"result": encoded, "wall_s": wall}, f)
+        json.dump({"result": encoded, "wall_s": wall, "forbidden": forbidden}, f)
 
 
 # -- probes: trusted code a check runs in the kernel, next to the student's calls --------------------------------

@@ -458,6 +458,15 @@ def serve_calls(chan: Channel, client: Any, cfg: dict[str, Any]) -> None:
             return
 
 
+def install_cuda_cap(cfg: dict[str, Any]) -> None:
+    """cuda_cap.py into the kernel's IPython startup folder when the grader asked for a cap (GPU sandboxes)."""
+    limit, ipython_dir = int(cfg.get("cuda_memory_bytes") or 0), os.environ.get("IPYTHONDIR")
+    if limit > 0 and ipython_dir:
+        os.environ["SPARKGRADE_CUDA_MEMORY_BYTES"] = str(limit)  # the kernel inherits it; cuda_cap.py removes it
+        (startup := Path(ipython_dir) / "profile_default" / "startup").mkdir(parents=True, exist_ok=True)
+        (startup / "00-sparkgrade-cuda-cap.py").write_text(Path(__file__).with_name("cuda_cap.py").read_text())
+
+
 def main(kernel: dict[str, Any] | None = None) -> int:
     """``kernel``: one already forked by the zygote (fork_kernel); None starts one the usual way."""
     chan = Channel()
@@ -467,9 +476,13 @@ def main(kernel: dict[str, Any] | None = None) -> int:
     chan.token = str(cfg["token"])
     _make_undumpable()
     _set_rlimits(cfg.get("rlimits", {}))
+    nice = cfg.get("nice", 0)
+    if isinstance(nice, int) and 0 < nice <= 19:
+        os.nice(nice)  # no CPU quota on this host: yield to the other workers (the kernel started below inherits it)
     for key in ("HOME", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"):
         if os.environ.get(key):
             os.makedirs(os.environ[key], exist_ok=True)
+    install_cuda_cap(cfg)  # before the kernel starts: it runs the startup folder before any cell
     chan.send({"type": "hello", "pid": os.getpid()})
     client, _reason, _detail = execute_notebook(chan, cfg, kernel)
     if client is None:

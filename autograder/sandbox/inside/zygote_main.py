@@ -7,7 +7,8 @@ through its own pthread_atfork handlers), and then only forks. It never runs stu
 
 Per request (a JSON spec plus the submission's stdin/stdout/stderr pipes and a control socket, passed as fds):
 
-    zygote --fork--> C1: new user (uid 65534, one id mapped), mount, pid, net, ipc and uts namespaces
+    zygote --fork--> C1: new user (uid 65534, one id mapped: ours, or an unprivileged host uid when we are root),
+        mount, pid, net, ipc and uts namespaces
         C1 --fork--> C2 = pid 1 of the new pid namespace: sends its credentials on the control socket (the grader
             reads its host pid, puts it in the submission's cgroup) and waits for "go"; then builds the same view
             bubblewrap builds (../bwrap.py): a tmpfs root with /usr, the Python dirs and the lab's models read-only,
@@ -108,14 +109,47 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def _enter_namespaces() -> None:
-    """C1: a user namespace with one id (the sandbox uid over ours), and fresh mount/pid/net/ipc/uts namespaces."""
-    uid, gid = os.geteuid(), os.getegid()
+def _enter_namespaces(host_id: int | None) -> None:
+    """C1: a user namespace with one id, and fresh mount/pid/net/ipc/uts namespaces.
+
+    The sandbox uid maps onto ours, or, when the grader runs as root, onto ``host_id``, an unprivileged host uid:
+    the sandbox must not be host root. Only a process in the parent namespace may write a map that names another
+    host uid, so a helper forked before the unshare writes it. That map also keeps 0 -> 0 for the set-up alone:
+    C2 builds the view as root (an unmapped uid cannot create the mount points, EOVERFLOW, and the bind mounts may
+    come from folders only root can traverse, a Python under /root), then becomes the sandbox uid and drops every
+    capability (_drop_privileges) before anything else runs; with no_new_privs, an empty bounding set and nosuid
+    mounts nothing inside can become uid 0 again."""
     flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
-    _check(libc.unshare(flags), "unshare")
-    _write("/proc/self/setgroups", "deny")
-    _write("/proc/self/uid_map", f"{SANDBOX_UID} {uid} 1\n")
-    _write("/proc/self/gid_map", f"{SANDBOX_UID} {gid} 1\n")
+    if host_id is None:
+        uid, gid = os.geteuid(), os.getegid()
+        _check(libc.unshare(flags), "unshare")
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"{SANDBOX_UID} {uid} 1\n")
+        _write("/proc/self/gid_map", f"{SANDBOX_UID} {gid} 1\n")
+        return
+    ready, go = os.pipe()
+    helper = os.fork()
+    if helper == 0:  # still in the parent user namespace
+        code = 1
+        try:
+            os.close(go)
+            if os.read(ready, 1) == b"u":
+                c1 = os.getppid()
+                _write(f"/proc/{c1}/setgroups", "deny")
+                _write(f"/proc/{c1}/uid_map", f"0 0 1\n{SANDBOX_UID} {host_id} 1\n")
+                _write(f"/proc/{c1}/gid_map", f"0 0 1\n{SANDBOX_UID} {host_id} 1\n")
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(ready)
+    try:
+        _check(libc.unshare(flags), "unshare")
+        os.write(go, b"u")
+    finally:
+        os.close(go)
+    _, status = os.waitpid(helper, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(f"could not map the sandbox uid onto host uid {host_id}")
 
 
 def _build_root(spec: dict[str, Any]) -> None:
@@ -180,12 +214,16 @@ def _loopback_up() -> None:
         fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))  # SIOCSIFFLAGS |= IFF_UP
 
 
-def _drop_privileges() -> None:
-    """No capabilities, no new privileges."""
+def _drop_privileges(become: int | None = None) -> None:
+    """No capabilities, no new privileges; with ``become``, that uid and gid first (needs CAP_SETUID, which the
+    capability bounding set drop below leaves in the effective set until capset clears it)."""
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     for cap in range(64):
         if libc.prctl(PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0) != 0:
             break  # past the last capability this kernel knows
+    if become is not None:
+        os.setresgid(become, become, become)
+        os.setresuid(become, become, become)
     libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
     header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
     data = ctypes.create_string_buffer(24)  # two all-zero {effective, permitted, inheritable}
@@ -213,7 +251,7 @@ def _sandbox_child(spec: dict[str, Any], fds: list[int], inner: Any) -> int:
     _build_root(spec)
     socket.sethostname("sandbox")
     _loopback_up()
-    _drop_privileges()
+    _drop_privileges(SANDBOX_UID if spec.get("host_id") is not None else None)
     os.setsid()
     sock.send(b"r")  # set up: from here on a failure is the submission's, not the grader's
     sock.close()
@@ -236,7 +274,8 @@ def _serve_one(spec: dict[str, Any], fds: list[int], inner: Any) -> None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         _prctl(PR_SET_DUMPABLE, 0)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _enter_namespaces()
+        host_id = spec.get("host_id")
+        _enter_namespaces(int(host_id) if host_id is not None else None)
         pid = os.fork()
         if pid == 0:
             code = 1

@@ -8,7 +8,8 @@ every core kept busy by a load generator (busy-looping processes, stopped at the
 answers: the course's and one written differently (a LogitsProcessor as the clock). The report is
 the range of the ratios and the largest deviation either way, per answer, phase, model and quantity.
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/timing_spread.py [--trials 40] [--models DIR] [--json OUT]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/timing_spread.py [--trials 40] [--phases idle loaded] [--models DIR]
+        [--json OUT]
 
 Not part of the test suite: it takes minutes, and its numbers depend on the machine.
 """
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--models", default=os.environ.get("SPARKGRADE_TEST_MODELS", "/tmp/sparkgrade-test-models"))
     parser.add_argument("--threads", type=int, default=2, help="torch threads, as the sandbox's limits give it")
+    parser.add_argument("--phases", nargs="*", default=["idle", "loaded"], choices=["idle", "loaded"])
     parser.add_argument("--json", help="write every ratio here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -161,7 +163,7 @@ def main() -> None:
     answers = {"course": course_answer(), "logits-processor": clocked_by_a_logits_processor}
     rng = torch.Generator().manual_seed(0)
     found: dict[str, list[float]] = {}
-    for phase in ("idle", "loaded"):
+    for phase in args.phases:
         load = Load(os.cpu_count() or 2, 3600) if phase == "loaded" else None
         start = time.perf_counter()
         if load:

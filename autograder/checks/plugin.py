@@ -80,6 +80,7 @@ class CallBudget:
     checks_s: float
     deadline: float  # time.monotonic()
     timed_out: set[str] = field(default_factory=set)
+    refused: int = 0  # calls not started because the budget was spent (a busy machine can spend it: flagged)
 
     @classmethod
     def start(cls, call_s: float, checks_s: float) -> CallBudget:
@@ -92,6 +93,7 @@ class CallBudget:
                                                     "not called again")
         left = self.deadline - time.monotonic()
         if left <= 0:
+            self.refused += 1
             raise StudentError(function, "timeout", f"not run: this submission's checks used up their time budget "
                                                     f"({self.checks_s:.0f} s)")
         return min(requested or self.call_s, left)

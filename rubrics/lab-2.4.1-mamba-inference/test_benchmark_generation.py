@@ -33,16 +33,25 @@ MODELS = ("mamba", "llama")
 ROUNDS = 4  # pairs of (grader, student) calls per model; the order alternates so neither side always goes first
 # Points rest on hard bounds from the very generation the student timed (hook_bounds): a number outside them by more
 # than HOOK_FACTOR was not measured around that generation, however busy the machine (load moves the student's
-# clock reads and the hooks' together). 10x, milliseconds for seconds, seconds per token fall far outside; an honest
-# answer sits within 1.x of them.
+# clock reads and the hooks' together). 10x, milliseconds for seconds, seconds per token fall far outside.
+# Measured (benchmarks/timing_spread.py, 2026-12-01, the 2-core build machine shared by ~8 sessions' test runs, load
+# average 28-42, so the "idle" phase was itself heavily loaded): the median per check of an honest answer's number /
+# its hook bound was 0.73-1.00 over 52 of them (6 trials x 2 models x 2 quantities x 2 answers, and 1 more trial
+# of one model with every core busy on top; the course's answer 0.91-1.00, a LogitsProcessor-clocked answer
+# 0.73-1.00), never above 1.0: an honest number cannot exceed a bound taken around its own generation, only its
+# clock reads can sit a little outside the hooks'. 2.0 leaves twice the largest value seen; the smallest dishonest
+# mutant (10x) is 5x beyond it.
 HOOK_FACTOR = 2.0
 # The grader's own timing in separate calls (interleaved with the student's) is kept for the record, not for points:
-# on a loaded CPU it strays from identical code by up to 10x (benchmarks/timing_spread.py, 2 cores, load average
-# near 20: the course's answer 0.3x to 10.8x of the grader's in the same rounds, the tiny models' TTFT bimodal at
-# 3 ms or 30-50 ms), so a factor wide enough for that would decide nothing the hooks do not.
+# on a loaded CPU it strays from identical code by up to 10x (benchmarks/timing_spread.py, 2 cores: at load average
+# near 20 the course's answer was 0.3x to 10.8x of the grader's in the same rounds; at 28-42, best of 4 rounds,
+# 0.17x to 6.4x, the tiny models' TTFT bimodal at 3 ms or 30-50 ms), so a factor wide enough for that would decide
+# nothing the hooks do not.
 CLOCK_SLACK_S = 0.02  # the two clocks' resolution and the harness's own work around the call
 # The grader's timed generation fills about half of its call or more (warm-up of 2 of 8-12 tokens, the harness);
-# a tenth leaves room for a loaded machine and catches a kernel clock slowed 5x or more.
+# a tenth leaves room for a loaded machine and catches a kernel clock slowed 5x or more. Measured through the real
+# sandbox (benchmarks/reproducibility.py, lab 2.4.1's answer and benchmark mutants, the same shared machine at load
+# average 22-42): the best round's share was 0.57-0.94 per model, so 0.1 has more than 5x of margin.
 CLOCK_SHARE = 0.1
 
 

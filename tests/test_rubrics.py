@@ -15,6 +15,7 @@ is also the trusted side's $SPARKGRADE_MODELS_TRUSTED.
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.util
 import json
 import math
@@ -30,7 +31,7 @@ import transformers
 
 import reference
 from autograder.checks.api import PROBE
-from autograder.checks.plugin import GRAD_OUTPUT, GRAD_WRT, SubmissionContext
+from autograder.checks.plugin import GRAD_OUTPUT, GRAD_WRT, RETURN_ARGS, SubmissionContext
 from autograder.checks.runner import check_files, load_misconceptions, run_checks
 from autograder.paths import assignments_root, rubrics_root
 from autograder.rubric import load_rubric
@@ -78,6 +79,7 @@ class LocalCaller:
         wrt, grad_output = kwargs.pop(GRAD_WRT, None), kwargs.pop(GRAD_OUTPUT, None)
         probe = kwargs.pop(PROBE, None)
         start = time.perf_counter()
+        returned = kwargs.pop(RETURN_ARGS, None)
         try:
             if probe == "reference_generation":  # the harness's trusted timing, as the kernel runs it
                 value = harness._sparkgrade_reference_generation(*args, **kwargs)
@@ -85,6 +87,7 @@ class LocalCaller:
                 value = harness._sparkgrade_count_forwards(fn, args, kwargs)
             elif wrt is None:
                 value = fn(*args, **kwargs)
+                value = value if returned is None else (value, [args[i] for i in returned])
             else:  # a gradient call, as sandbox/inside/harness.py answers it
                 for i in wrt:
                     args[i] = args[i].requires_grad_(True)
@@ -108,7 +111,12 @@ def _copy(v):
 
 def _resolve(v):
     if isinstance(v, Model):
-        return load_model(os.environ[MODELS_ENV], v.name, v.dtype)
+        if v.config is None and not v.lora and v.freeze is None:
+            return load_model(os.environ[MODELS_ENV], v.name, v.dtype)
+        from autograder.checks.trusted import build_model
+
+        # A fresh copy, as each sandbox builds its own: a student's function may change requires_grad.
+        return copy.deepcopy(build_model(os.environ[MODELS_ENV], v))
     if isinstance(v, list | tuple):
         return type(v)(_resolve(x) for x in v)
     if isinstance(v, dict):
@@ -186,9 +194,14 @@ def _count_by_storage(model):
 
 
 def _lora_targets_by_class(model):
-    """The lab's answer found by the mixer's class: its Linear children fed by the torch path as modules."""
-    mixer = next(m for m in model.modules() if type(m).__name__ == "MambaMixer")
-    return [n for n, m in mixer.named_children() if isinstance(m, torch.nn.Linear) and n in {"in_proj", "x_proj"}]
+    """The lab's answer found from module paths: Linear modules named in_proj / x_proj whose parent is a mixer."""
+    found: list[str] = []
+    for path, module in model.named_modules():
+        parent, _, last = path.rpartition(".")
+        if (isinstance(module, torch.nn.Linear) and last in ("in_proj", "x_proj") and last not in found
+                and "Mixer" in type(model.get_submodule(parent)).__name__):
+            found.append(last)
+    return found
 
 
 # Independent implementations where the reference package has no function of that name (or another signature).

@@ -14,17 +14,29 @@ Fixtures a check can ask for:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pytest
 import torch
 
-from autograder.checks.api import PROBE, CheckFailed, Misconception, StudentError, plot_details
-from autograder.diagnosis import RecordedCall, diagnose
+from autograder.checks.api import (
+    GRAD_OUTPUT,
+    GRAD_WRT,
+    PROBE,
+    RETURN_ARGS,
+    CheckFailed,
+    Misconception,
+    StudentError,
+    Tolerance,
+    plot_details,
+    recording_tolerances,
+)
+from autograder.checks.diagnosis import FailedCheck, RecordedCall, diagnose_function
 from autograder.records import CheckResult
 from autograder.rubric import Rubric
 
@@ -49,11 +61,6 @@ class SubmissionContext:
     # What the checks computed once for this submission and grading keeps (the benchmark Judgement, under
     # "benchmarks": judged by the first benchmark check, reused by the others, stored with the grade record).
     memo: dict[str, Any] = field(default_factory=dict, compare=False)
-
-
-# Reserved keyword names that turn a call into a gradient call (sandbox/inside/harness.py pops them before the call).
-GRAD_WRT = "__sparkgrade_grad_wrt__"
-GRAD_OUTPUT = "__sparkgrade_grad_output__"
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,13 @@ class StudentProxy:
                             {PROBE: "reference_generation"}, _timeout_s)
         return Probed(result.value, {}, result.round_trip_s)
 
+    def updating(self, function: str, *args: Any, returned: Sequence[int], **kwargs: Any) -> tuple[Any, list[Any]]:
+        """(value, [args[i] for i in ``returned``] as the function left them): observes in-place updates."""
+        got = getattr(self, function)(*args, **kwargs, **{RETURN_ARGS: list(returned)})
+        if not isinstance(got, tuple | list) or len(got) != 2 or not isinstance(got[1], list):
+            raise CheckFailed(f"{function}: the sandbox did not hand back the updated arguments")
+        return got[0], got[1]
+
     def __getattr__(self, function: str) -> Callable[..., Any]:
         if function.startswith("_"):
             raise AttributeError(function)
@@ -198,16 +212,20 @@ class CheckPlugin:
     """Collects one CheckResult per hidden check, with diagnosis for failures."""
 
     def __init__(self, rubric: Rubric, caller: Caller, seed: str, context: SubmissionContext,
-                 misconceptions: Sequence[Misconception]) -> None:
+                 misconceptions: Sequence[Misconception],
+                 references: Mapping[str, Callable[..., Any]] | None = None) -> None:
         self._rubric = rubric
         self.caller = caller
         self.seed = seed
         self.context = context
         self.misconceptions = list(misconceptions)
+        self.references = dict(references or {})
         self.results: dict[str, CheckResult] = {}
         self.grader_errors: list[str] = []
         self._proxies: dict[str, StudentProxy] = {}
         self._evidence: dict[str, dict[str, Any]] = {}
+        self._tolerances: dict[str, tuple[Tolerance, ...]] = {}
+        self._failed: dict[str, FailedCheck] = {}
         limits = rubric.sandbox_limits
         self.budget = CallBudget.start(limits.call_s, limits.checks_s)
         self.forbid = {f: tuple(spec.calls) for f, spec in rubric.forbid.items()}
@@ -252,6 +270,12 @@ class CheckPlugin:
 
     # -- outcomes ---------------------------------------------------------------------------------------------
     @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        with recording_tolerances() as seen:
+            yield
+        self._tolerances[item.nodeid] = tuple(seen)
+
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
         outcome = yield
         report = outcome.get_result()
@@ -278,13 +302,27 @@ class CheckPlugin:
         if isinstance(exc, AssertionError):
             details = exc.details if isinstance(exc, CheckFailed) else {}
             proxy = self._proxies.get(item.nodeid)
-            diagnosis = diagnose(proxy.calls if proxy else [], self.misconceptions, self.tolerance, details)
+            # Diagnosed in finish(), once every failed check of the function is known.
+            self._failed[cid] = FailedCheck(cid, function, tuple(proxy.calls if proxy else ()),
+                                            self._tolerances.get(item.nodeid, ()), details)
             return CheckResult(cid, function, 0.0, max_points, "failed", _first_line(str(exc)) or "wrong answer",
-                               diagnosis, {**plot_details(details), **kept})
+                               "", {**plot_details(details), **kept})
         # The check itself crashed: never the student's fault, always worth an instructor's look.
         text = f"{type(exc).__name__}: {exc}" if exc else str(report.longrepr)[-500:]
         self.grader_errors.append(f"{cid}: {text}")
         return CheckResult(cid, function, 0.0, max_points, "error", f"the grader's check failed to run ({text})")
+
+    def finish(self) -> None:
+        """Diagnose the failed checks function by function: a misconception is named only if its mutant explains
+        every failed check of that function (autograder.checks.diagnosis)."""
+        by_function: dict[str, list[FailedCheck]] = {}
+        for cid, failed in self._failed.items():
+            if self.results.get(cid) is not None and self.results[cid].status == "failed":
+                by_function.setdefault(failed.function, []).append(failed)
+        for failed in by_function.values():
+            texts = diagnose_function(failed, self.misconceptions, self.references, self.tolerance)
+            for cid, text in texts.items():
+                self.results[cid] = dataclasses.replace(self.results[cid], diagnosis=text)
 
 
 def _first_line(text: str, limit: int = 400) -> str:

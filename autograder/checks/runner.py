@@ -7,10 +7,12 @@ import dataclasses
 import importlib.util
 import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -22,17 +24,34 @@ from autograder.rubric import Rubric, rubric_dir
 
 
 @cache
-def load_misconceptions(lab: str) -> tuple[Misconception, ...]:
-    """rubrics/<lab>/misconceptions.py: a module-level MISCONCEPTIONS list (trusted course code)."""
-    path = rubric_dir(lab) / "misconceptions.py"
+def _rubric_module(lab: str, stem: str) -> ModuleType | None:
+    """rubrics/<lab>/<stem>.py imported under a private name (trusted course code), or None when absent."""
+    path = rubric_dir(lab) / f"{stem}.py"
     if not path.is_file():
-        return ()
-    name = "sparkgrade_misconceptions_" + lab.replace(".", "_").replace("-", "_")
+        return None
+    name = f"sparkgrade_{stem}_" + lab.replace(".", "_").replace("-", "_")
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return tuple(getattr(module, "MISCONCEPTIONS", ()))
+    return module
+
+
+def load_misconceptions(lab: str) -> tuple[Misconception, ...]:
+    """rubrics/<lab>/misconceptions.py: a module-level MISCONCEPTIONS list."""
+    return tuple(getattr(_rubric_module(lab, "misconceptions"), "MISCONCEPTIONS", ()))
+
+
+def load_references(lab: str) -> dict[str, Callable[..., Any]]:
+    """misconceptions.py's REFERENCES: the course's answer per student function, with the student's signature.
+    Diagnosis names a mutant only where it differs from this reference."""
+    return dict(getattr(_rubric_module(lab, "misconceptions"), "REFERENCES", {}))
+
+
+def load_mutants(lab: str) -> tuple[Misconception, ...]:
+    """rubrics/<lab>/mutants.py: MUTANTS, wrong variants that are no diagnosable misconception (the mutation
+    harness runs them with the catalogue's; diagnosis never names them)."""
+    return tuple(getattr(_rubric_module(lab, "mutants"), "MUTANTS", ()))
 
 
 def _forget_rubric_modules() -> None:
@@ -93,7 +112,7 @@ def apply_forbid(rubric: Rubric, results: list[CheckResult],
 def run_all_checks(rubric: Rubric, caller: Caller, seed: str, context: SubmissionContext,
                    select: Sequence[str] | None = None) -> ChecksOutcome:
     """run_checks, with the rubric's forbid policy applied and its flags."""
-    plugin = CheckPlugin(rubric, caller, seed, context, load_misconceptions(rubric.lab))
+    plugin = CheckPlugin(rubric, caller, seed, context, load_misconceptions(rubric.lab), load_references(rubric.lab))
     args = [str(p) for p in check_files(rubric.lab, rubric.on_gpu)]
     args += ["-q", "--import-mode=importlib", "-o", "addopts=", "--rootdir", str(rubric_dir(rubric.lab)),
              "-W", "ignore"]
@@ -106,6 +125,7 @@ def run_all_checks(rubric: Rubric, caller: Caller, seed: str, context: Submissio
     _forget_rubric_modules()
     with contextlib.redirect_stdout(io.StringIO()) as out:
         code = pytest.main(args, plugins=[plugin])
+    plugin.finish()
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         plugin.grader_errors.append(f"pytest exited with {code!r}: {out.getvalue()[-800:]}")
     results = []

@@ -7,13 +7,16 @@ loads ``Model(name)`` from, so a check (or a misconception's mutant) sees the ve
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable, Mapping, Set
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from autograder.checks.api import CheckFailed
+from autograder.sandbox.calls import Model
 
 MODELS_ENV = "SPARKGRADE_MODELS_TRUSTED"
 
@@ -25,20 +28,37 @@ def models_root() -> Path:
     return Path(root)
 
 
-def trusted_model(name: str, dtype: str | None = None) -> Any:
-    """The model ``Model(name, dtype)`` names, loaded here as the kernel loads it (cached; eval mode)."""
-    if not (models_root() / name).is_dir():
-        raise RuntimeError(f"no model {name!r} in the lab's models folder ${MODELS_ENV}")
-    return _load(str(models_root()), name, dtype)
+def trusted_model(name: str | Model, dtype: str | None = None) -> Any:
+    """The model ``Model(name, dtype, ...)`` names, built here as the kernel builds it (cached; eval mode)."""
+    spec = name if isinstance(name, Model) else Model(name, dtype)
+    if spec.config is None and not (models_root() / spec.name).is_dir():
+        raise RuntimeError(f"no model {spec.name!r} in the lab's models folder ${MODELS_ENV}")
+    return build_model(str(models_root()), spec)
 
 
 @cache
-def _load(root: str, name: str, dtype: str | None) -> Any:
+def build_model(root: str, spec: Model) -> Any:
+    """The recipe sandbox/inside/harness.py follows: load (or build from ``config``), wrap with LoRA, freeze."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    kw = {"dtype": getattr(torch, dtype)} if dtype else {}
-    return AutoModelForCausalLM.from_pretrained(Path(root) / name, local_files_only=True, **kw).eval()
+    kw = {"dtype": getattr(torch, spec.dtype)} if spec.dtype else {}
+    if spec.config is not None:
+        fields = json.loads(spec.config)
+        config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, **kw)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(Path(root) / spec.name, local_files_only=True, **kw)
+    if spec.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=list(spec.lora)))
+    if spec.freeze is not None:
+        for name, p in model.named_parameters():
+            if re.search(spec.freeze, name):
+                p.requires_grad_(False)
+    return model.eval()
 
 
 BENCHMARKS_MEMO = "benchmarks"

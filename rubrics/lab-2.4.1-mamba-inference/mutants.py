@@ -1,5 +1,5 @@
-"""Wrong variants of lab 2.4.1's answers that no diagnosis names: the mutation harness runs each against the hidden
-checks, and every check must be failed by at least one of them.
+"""Wrong variants of lab 2.4.1's functions that are no diagnosable misconception: the mutation harness
+(tests/test_mutation.py) proves every check fails at least one of these or a catalogued mistake.
 
 benchmark_generation's mutants are built on an honest measurement (the call harness's own greedy-generation timing,
 the lab's method) and each gets one thing wrong that the checks are named after.
@@ -11,6 +11,22 @@ from typing import Any
 
 from autograder.checks.api import Misconception
 from autograder.sandbox.inside.harness import _sparkgrade_reference_generation
+from reference import kv_cache_bytes, mamba_state_bytes
+
+MEMORY_MUTANTS = [
+    Misconception("a constant", "kv_cache_bytes", "", lambda config, seq_len, batch_size=1, dtype_bytes=2: 2**30),
+    Misconception("seq_len ignored", "kv_cache_bytes", "",
+                  lambda config, seq_len, batch_size=1, dtype_bytes=2: kv_cache_bytes(config, 4096, batch_size,
+                                                                                     dtype_bytes)),
+    Misconception("dtype_bytes ignored", "kv_cache_bytes", "",
+                  lambda config, seq_len, batch_size=1, dtype_bytes=2: kv_cache_bytes(config, seq_len, batch_size, 2)),
+    Misconception("a float", "kv_cache_bytes", "",
+                  lambda config, seq_len, batch_size=1, dtype_bytes=2: float(kv_cache_bytes(config, seq_len,
+                                                                                            batch_size, dtype_bytes))),
+    Misconception("a constant", "mamba_state_bytes", "", lambda config, batch_size=1, dtype_bytes=2: 13_107_200),
+    Misconception("dtype_bytes ignored", "mamba_state_bytes", "",
+                  lambda config, batch_size=1, dtype_bytes=2: mamba_state_bytes(config, batch_size, 2)),
+]
 
 
 def _weights(model: Any) -> int:
@@ -66,4 +82,4 @@ BENCHMARK_GENERATION_MUTANTS = [
                   "peak_mem_bytes must be an int.", _bench_peak_float),
 ]
 
-MUTANTS = [*BENCHMARK_GENERATION_MUTANTS]
+MUTANTS = [*MEMORY_MUTANTS, *BENCHMARK_GENERATION_MUTANTS]

@@ -101,13 +101,29 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
     models = cache.__dict__.setdefault("models", {})
 
     def load_model(v):
-        key = (v["name"], v.get("dtype"), device)
+        # Same recipe as autograder.checks.trusted.build_model (the grader's side of the comparison).
+        key = (v["name"], v.get("dtype"), device, v.get("config"), tuple(v.get("lora") or ()), v.get("freeze"))
         if key not in models:
             import torch
-            from transformers import AutoModelForCausalLM
+            from transformers import AutoConfig, AutoModelForCausalLM
             kw = {"dtype": getattr(torch, v["dtype"])} if v.get("dtype") else {}
-            path = os.path.join(models_dir, v["name"])
-            models[key] = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kw).to(device).eval()
+            if v.get("config"):
+                fields = json.loads(v["config"])
+                config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+                torch.manual_seed(0)
+                model = AutoModelForCausalLM.from_config(config, **kw)
+            else:
+                path = os.path.join(models_dir, v["name"])
+                model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kw)
+            if v.get("lora"):
+                from peft import LoraConfig, get_peft_model
+                model = get_peft_model(model, LoraConfig(r=4, target_modules=list(v["lora"])))
+            if v.get("freeze"):
+                import re
+                for name, p in model.named_parameters():
+                    if re.search(v["freeze"], name):
+                        p.requires_grad_(False)
+            models[key] = model.to(device).eval()
         return models[key]
 
     def dec(v):
@@ -137,6 +153,8 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
     # A gradient call: d(first output . grad_output) / d(args[i]) for i in wrt, by autograd through the function.
     grad_wrt = kwargs.pop("__sparkgrade_grad_wrt__", None)
     grad_output = kwargs.pop("__sparkgrade_grad_output__", None)
+    # Arguments the function must update in place (a decode step's state): handed back after the call.
+    return_args = kwargs.pop("__sparkgrade_return_args__", None)
     if grad_wrt is not None:
         grad_wrt = [int(i) for i in grad_wrt]
         for i in grad_wrt:
@@ -195,6 +213,8 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
             result = _sparkgrade_count_forwards(fn, args, kwargs)
         elif grad_wrt is None:
             result = fn(*args, **kwargs)
+            if return_args is not None:
+                result = (result, [args[int(i)] for i in return_args])
         else:
             import torch
 

@@ -37,8 +37,9 @@ def test_counts_tuple_of_layers(student, rng):
 
 def test_counts_top1(student, rng):
     # k = 1, and the same logits at a k > 1 drawn from the seed: a function that keeps only the first choice
-    # passes the first call, not the second.
-    layers, tokens, experts = draw(rng, 1, 3), draw(rng, 20, 48), draw(rng, 4, 10)
+    # passes the first call, not the second. Two layers at least: with one, pooling the layers changes nothing, and
+    # "layers pooled" passed this check on some seeds only.
+    layers, tokens, experts = draw(rng, 2, 3), draw(rng, 20, 48), draw(rng, 4, 10)
     logits = torch.randn(layers, tokens, experts, generator=rng) * 2
     check(student, logits, 1, f"({layers} layers, {tokens} tokens, {experts} experts), top-1")
     k = draw(rng, 2, experts - 1)

@@ -7,6 +7,7 @@ import csv
 import functools
 import io
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -496,6 +497,21 @@ def test_the_checks_budget_cuts_call_timeouts_and_fails_checks_past_it(toy):
     assert late.status == "error" and late.message == ("not run: this submission's checks used up their time "
                                                        "budget (3 s)")
     assert late.id in by
+
+
+def test_a_spent_checks_budget_is_flagged_for_a_person_and_an_unspent_one_is_not(toy):
+    """The budget is wall-clock time: a busy machine spends it as surely as a slow submission (issue 21), so the
+    checks it cut are flagged for a person to regrade, never silently zero."""
+    from autograder.checks.plugin import SubmissionContext
+    from autograder.checks.runner import run_all_checks
+
+    outcome = run_all_checks(_toy_rubric(checks_s=1.0, call_s=20), _FakeCaller("ok", wall_s=0.6), "seed",
+                             SubmissionContext("s", "lab"))
+    (flag,) = [f for f in outcome.flags if f.kind == "time-budget"]
+    assert re.match(r"[12] call\(s\) of the student's functions were not made", flag.message), flag.message
+    assert "--force" in flag.message
+    outcome = run_all_checks(_toy_rubric(), _FakeCaller("ok"), "seed", SubmissionContext("s", "lab"))
+    assert not [f for f in outcome.flags if f.kind == "time-budget"]
 
 
 def test_a_sandbox_gets_a_cpu_quota_from_its_cgroup():

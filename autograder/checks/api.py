@@ -17,6 +17,10 @@ import torch
 
 # A last axis with one of these names runs along the sequence: the feedback page plots the error along it.
 SEQUENCE_AXES = ("L", "seq", "position", "token")
+# Reserved keyword that makes the call harness observe a call (sandbox/inside/harness.py pops it before the call):
+# "forwards" records the model's forward calls during the student's call, "reference_generation" runs the grader's
+# own trusted generation timing in the same kernel instead of the student's function.
+PROBE = "__sparkgrade_probe__"
 # Reserved keyword names that turn a call into a gradient call (sandbox/inside/harness.py pops them before the call).
 GRAD_WRT = "__sparkgrade_grad_wrt__"
 GRAD_OUTPUT = "__sparkgrade_grad_output__"

@@ -91,7 +91,7 @@ UNUSED_PLUGINS = ("cacheprovider", "randomly", "unraisableexception", "threadexc
 class ChecksOutcome:
     results: list[CheckResult]
     grader_errors: list[str]
-    flags: list[Flag]  # forbidden calls seen (rubric `forbid:`), whatever their policy
+    flags: list[Flag]  # forbidden calls seen (rubric `forbid:`), whatever their policy; a spent time budget
 
 
 def run_checks(rubric: Rubric, caller: Caller, seed: str, context: SubmissionContext,
@@ -147,4 +147,10 @@ def run_all_checks(rubric: Rubric, caller: Caller, seed: str, context: Submissio
         results.append(plugin.results.get(cid) or CheckResult(
             cid, spec.function, 0.0, spec.points, "error", "the check did not run (missing from the rubric's tests)"))
     results, flags = apply_forbid(rubric, results, plugin.forbidden)
+    if plugin.budget.refused:
+        # The budget is wall-clock time, and a loaded machine spends it as surely as a slow submission: the zero
+        # points stand (the batch must end), but a person decides whether to regrade when the machine is quiet.
+        flags.append(Flag("time-budget", f"{plugin.budget.refused} call(s) of the student's functions were not made: "
+                                         f"the checks used up their {plugin.budget.checks_s:.0f} s budget (if the "
+                                         "machine was busy, regrade this submission with --force when it is not)"))
     return ChecksOutcome(results, plugin.grader_errors, flags)

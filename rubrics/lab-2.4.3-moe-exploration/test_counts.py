@@ -29,8 +29,9 @@ def test_counts_stacked_layers(student, rng):
 
 
 def test_counts_tuple_of_layers(student, rng):
-    n, batch, seq, experts = draw(rng, 2, 5), draw(rng, 1, 3), draw(rng, 6, 16), draw(rng, 4, 8)
-    k = draw(rng, 2, experts - 1)
+    # k >= 3: a function that ignores k and takes 2 (or 1) fails on every seed, not on those that drew k = 3 or more
+    n, batch, seq, experts = draw(rng, 2, 5), draw(rng, 1, 3), draw(rng, 6, 16), draw(rng, 5, 8)
+    k = draw(rng, 3, experts - 1)
     layers = tuple(torch.randn(batch, seq, experts, generator=rng) * 2 for _ in range(n))
     check(student, layers, k, f"a tuple of {n} layers of (batch {batch}, seq {seq}, {experts} experts), top-{k}")
 
@@ -48,8 +49,9 @@ def test_counts_top1(student, rng):
 
 def test_counts_single_layer_and_expert(student, rng):
     # k > 1: with a k of 1 drawn, "top-1 counted instead of top-k" passed this check on some seeds only.
-    tokens, experts = draw(rng, 10, 40), draw(rng, 3, 6)
-    k = draw(rng, 2, experts - 1)
+    # (and k >= 3, as above: with experts = 3 the only k drawn was 2, which "top_k ignored (2)" matched)
+    tokens, experts = draw(rng, 10, 40), draw(rng, 5, 8)
+    k = draw(rng, 3, experts - 1)
     check(student, torch.randn(tokens, experts, generator=rng), k, f"one ({tokens} tokens, {experts} experts) layer, "
                                                                      f"top-{k}")
     check(student, torch.randn(2, draw(rng, 3, 12), 1, generator=rng), 1, "a single expert, top-1")

@@ -79,7 +79,8 @@ def _add_models(p: argparse.ArgumentParser) -> None:
                    help="the mirror (default: $SPARKGRADE_HUB_ROOT, else ~/.cache/sparkgrade/hub); set "
                         "SPARKGRADE_HUB_ROOT to it for the labs to read it")
     p.add_argument("--course", default=None, metavar="COURSE_DIR",
-                   help="read the model ids from this course's lab sources instead of the product's")
+                   help="pull this course's choice (COURSE_DIR/models.yaml, written by init) instead of the labs' "
+                        "defaults")
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
@@ -171,14 +172,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from autograder.course.checkpoints import remote_code_checkpoints, spark_checkpoints
     from autograder.course.models import default_hub_root, human, pull, spark_checkpoints_from_sources
     from autograder.paths import assignments_root
 
-    source = Path(args.course) / "source" if args.course else assignments_root() / "source"
-    if not source.is_dir():
-        raise UserError(f"{source}: no lab sources there")
     root = Path(args.root) if args.root else default_hub_root()
-    pulled = pull(spark_checkpoints_from_sources(source), root, labs=args.lab, say=print)
+    course = Path(args.course) if args.course else None
+    checkpoints = spark_checkpoints(course) if course else {}
+    if checkpoints:  # the course's choice (models.yaml)
+        trusted = remote_code_checkpoints(course) if course else set()
+    else:  # the labs' defaults, from their profile cells
+        source = course / "source" if course else assignments_root() / "source"
+        if not source.is_dir():
+            raise UserError(f"{source}: no lab sources there")
+        checkpoints, trusted = spark_checkpoints_from_sources(source), set()
+    pulled = pull(checkpoints, root, labs=args.lab, with_code=trusted, say=print)
     total = sum(p.size_bytes for p in pulled)
     print(f"{len(pulled)} checkpoint(s), {human(total)} in {root}: export SPARKGRADE_HUB_ROOT={root}")
     return 0

@@ -2,6 +2,7 @@
 versions nbgrader generates (solutions stripped).
 
     COURSE_DIR/nbgrader_config.py          the course configuration (course id, stubs)
+    COURSE_DIR/models.yaml                 the spark checkpoints of every lab's roles (autograder.course.checkpoints)
     COURSE_DIR/source/<lab>/<lab>.ipynb    the instructor's copy, with solutions
     COURSE_DIR/source/<lab>/models/        the tiny models the lab names (MODELS_DIR / "<name>" in its cells)
     COURSE_DIR/release/<lab>/              what students fetch (nbgrader generate_assignment)
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.course.checkpoints import configure_labs
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.paths import assignments_root, ensure_python_bin_on_path
@@ -106,5 +108,6 @@ def init_course(course_dir: Path, labs: list[str] | None = None) -> list[str]:
             if not (cache / name).exists():
                 continue  # an optional model this transformers version cannot build (the lab skips it too)
             _link_tree(cache / name, dst / "models" / name)
+        configure_labs(course_dir, {lab: dst / f"{lab}.ipynb"})  # the course's checkpoints, released beside it
         generate_release(course_dir, lab)
     return labs

@@ -38,9 +38,10 @@ $(STAMP): pyproject.toml scripts/system-deps.sh $(TORCH_STAMP)
 demo: $(STAMP)
 	$(BIN)/sparkgrade demo
 
-# The suite runs in parallel worker processes (pytest-xdist). Most tests wait on subprocesses (a sandbox, a kernel,
-# nbgrader, initdb), so more workers than cores still pays; `--dist loadgroup` keeps the tests of a module that builds
-# one expensive course or sandbox (marked xdist_group) on one worker, so that fixture is built once, not per worker.
+# The suite runs in parallel worker processes (pytest-xdist). Many tests wait on subprocesses (a sandbox, a kernel,
+# nbgrader, initdb), hence one worker more than two cores (3 against 2 not yet measured on an idle machine).
+# `--dist loadgroup` keeps the tests of a module that builds one expensive course or sandbox (marked xdist_group in
+# tests/conftest.py) on one worker, so that fixture is built once, not per worker.
 # TEST_WORKERS=0 runs everything in this one process (a debugger, or a test that misbehaves only in parallel).
 TEST_WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup

@@ -19,7 +19,7 @@ TORCH_WANT  := $(TORCH_SPEC) $(TORCH_INDEX)
 MAMBA_SSM_VERSION     := 2.3.2.post1
 CAUSAL_CONV1D_VERSION := 1.7.0
 
-.PHONY: setup demo test lint bench gpu gpu-check clean FORCE
+.PHONY: setup demo test test-fast lint bench gpu gpu-check clean FORCE
 
 setup: $(STAMP)
 
@@ -38,8 +38,21 @@ $(STAMP): pyproject.toml scripts/system-deps.sh $(TORCH_STAMP)
 demo: $(STAMP)
 	$(BIN)/sparkgrade demo
 
+# The suite runs in parallel worker processes (pytest-xdist). Many tests wait on subprocesses (a sandbox, a kernel,
+# nbgrader, initdb), hence one worker more than two cores (3 against 2 not yet measured on an idle machine).
+# `--dist loadgroup` keeps the tests of a module that builds one expensive course or sandbox (marked xdist_group in
+# tests/conftest.py) on one worker, so that fixture is built once, not per worker.
+# TEST_WORKERS=0 runs everything in this one process (a debugger, or a test that misbehaves only in parallel).
+TEST_WORKERS ?= 3
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# Everything: what CI runs (.ci/run) and what to run before a merge.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+# The inner loop: every test not marked slow (no whole notebooks, nbgrader cycles, batches, wheels).
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow"
 
 # mypy is strict on autograder/ and reference/ (pyproject.toml). The gate covers every module that is clean: all of
 # reference/ and autograder/ except grading.py, batch.py and five sandbox modules (sandbox.py, codec.py, zygote.py,

@@ -46,3 +46,22 @@ def toy(tmp_path_factory):
     mp.setenv("SPARKGRADE_ASSIGNMENTS", str(root / "assignments"))
     yield root
     mp.undo()
+
+
+# `make test` runs the suite on several pytest-xdist workers with `--dist loadgroup`. A module whose module-scoped
+# fixture is expensive (a sandbox kept open for many tests, a whole nbgrader cycle, a built wheel) keeps its tests on
+# one worker, so that fixture is built once; test_sandbox is split by its cold/warm parameter, two groups that run
+# side by side. Every other test goes to whichever worker is free.
+_ONE_WORKER_MODULES = {"test_sandbox", "test_workflow", "test_packaging", "test_feedback", "test_course_hardware"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__ if item.module is not None else ""
+        if module not in _ONE_WORKER_MODULES:
+            continue
+        callspec = getattr(item, "callspec", None)
+        group = module
+        if callspec is not None and "warm" in callspec.params:
+            group += "-warm" if callspec.params["warm"] else "-cold"
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -51,3 +51,20 @@ def test_a_new_torch_spec_rewrites_the_torch_stamp_the_install_stamp_depends_on(
     plan = make("-n", "setup", "TORCH_SPEC=torch==2.9.1", "TORCH_INDEX=https://download.pytorch.org/whl/cu130",
                 venv=venv)
     assert "--index-url https://download.pytorch.org/whl/cu130" in plan and "torch==2.9.1" in plan
+
+
+def test_make_test_runs_everything_in_parallel_and_test_fast_skips_only_the_slow_tests(tmp_path):
+    def pytest_line(*args: str) -> str:
+        (line,) = [ln for ln in make("-n", *args, venv=tmp_path / "venv").splitlines() if " -m pytest" in ln]
+        return line
+
+    full, fast = pytest_line("test"), pytest_line("test-fast")
+    assert "-n 3" in full and "--dist loadgroup" in full and "-m " not in full.split(" -m pytest", 1)[1]
+    assert fast.startswith(full) and fast.endswith('-m "not slow"')
+    assert "-n 0" in pytest_line("test", "TEST_WORKERS=0")
+
+
+def test_the_modules_kept_on_one_worker_exist():
+    from conftest import _ONE_WORKER_MODULES
+
+    assert all((ROOT / "tests" / f"{name}.py").is_file() for name in _ONE_WORKER_MODULES), _ONE_WORKER_MODULES

@@ -1,0 +1,205 @@
+"""Where a submission's grading time goes: for each phase, the median over the submissions of one lab's demo class
+and its share of the median wall time of one submission.
+
+The class (the lab's demo class repeated to --students) is graded in this process with one worker, so every
+submission is graded one after the other and each phase is timed by wrapping the engine function that does it
+(benchmark-side only: the engine is not changed, and the sandbox and the checks run exactly as `sparkgrade grade`
+runs them). Then the feedback pages are rendered. Phases:
+
+    read             the submission folder read and hashed (batch.read_submission_folder)
+    read and repair  nbformat parse and validation, locked-cell repair, code scan, parameter pin
+    sandbox start    bubblewrap or zygote fork up to a ready kernel (the record's sandbox_start_s)
+    notebook         the notebook (or its definitions) run in the kernel (notebook_s)
+    checks: calls    the hidden checks' calls into the sandbox, round trips included (Sandbox.call_many)
+    checks: trusted  the rest of the checks: pytest, reference answers, comparison, diagnosis
+    scoring          benchmark judgement and flags
+    gradebook sync   lateness and nbgrader's gradebook (batch.seconds_late, batch.sync_record)
+    store            the record and the executed notebook into the course database (CourseStore.save)
+    feedback         the student's feedback page (feedback.write_feedback)
+    other            the wall time no phase above accounts for (sandbox teardown, the batch's own work)
+
+and, per check, the median of its calls, round trips and time in them. Usage:
+    python benchmarks/grading_phases.py [--lab lab-2.4.4-moe-router] [--students 24] [--dir /tmp/sparkgrade-phases]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import shutil
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PHASES = ("read", "read and repair", "sandbox start", "notebook", "checks: calls", "checks: trusted", "scoring",
+          "gradebook sync", "store", "feedback", "other")
+
+
+class PhaseClock:
+    """Seconds per phase per submission; the submission is the one whose grading started last."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.by_student: dict[str, dict[str, float]] = {}
+        self.checks: dict[str, list[tuple[int, int, float]]] = defaultdict(list)  # cid -> (calls, trips, s)
+        self.current: dict[str, float] = defaultdict(float)
+        self.pending = [0, 0, 0.0]  # calls, round trips, seconds since the last check's result
+
+    def start(self, student: str) -> None:
+        self.current = self.by_student.setdefault(student, defaultdict(float))
+
+    def wrap(self, owner: Any, name: str, phase: str, before: Callable[..., None] | None = None) -> None:
+        real = getattr(owner, name)
+
+        @functools.wraps(real)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if before is not None:
+                before(*args, **kwargs)
+            t0 = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self.current[phase] += time.perf_counter() - t0
+
+        setattr(owner, name, timed)
+
+
+CLOCK = PhaseClock()
+
+
+def instrument(clock: PhaseClock) -> None:
+    from autograder import batch, feedback, grading
+    from autograder.checks.plugin import CheckPlugin
+    from autograder.db.store import CourseStore
+    from autograder.sandbox.sandbox import Sandbox
+
+    clock.wrap(batch, "run_task", "_task", before=lambda task, *a, **k: clock.start(task.submission.student))
+    clock.wrap(batch, "read_submission_folder", "read")
+    for name in ("read_submission", "repair_locked_cells", "suspicious_code", "pin_parameters"):
+        clock.wrap(grading, name, "read and repair")
+    clock.wrap(grading, "run_all_checks", "_checks")
+    clock.wrap(grading, "benchmark_judgement", "scoring")
+    clock.wrap(grading, "benchmark_flags", "scoring")
+    clock.wrap(batch, "seconds_late", "gradebook sync")
+    clock.wrap(batch, "sync_record", "gradebook sync")
+    clock.wrap(CourseStore, "save", "store")
+    clock.wrap(feedback, "write_feedback", "feedback",
+               before=lambda course, record, *a, **k: clock.start(record.student))
+
+    real_many = Sandbox.call_many
+
+    def call_many(self: Sandbox, calls: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return real_many(self, calls)
+        finally:
+            spent = time.perf_counter() - t0
+            clock.current["checks: calls"] += spent
+            clock.pending[0] += len(calls)
+            clock.pending[1] += 1
+            clock.pending[2] += spent
+
+    Sandbox.call_many = call_many  # type: ignore[method-assign]
+    real_result = CheckPlugin._result
+
+    def result(self: CheckPlugin, item: Any, cid: str, *args: Any) -> Any:
+        calls, trips, spent = clock.pending
+        clock.checks[cid].append((int(calls), int(trips), float(spent)))
+        clock.pending[:] = [0, 0, 0.0]
+        return real_result(self, item, cid, *args)
+
+    CheckPlugin._result = result  # type: ignore[method-assign]
+
+
+def make_course(root: Path, lab: str, students: int) -> Path:
+    from autograder.course.create import init_course
+    from autograder.course.demo import demo_classes, write_submission
+
+    course = root / lab / "course"
+    if course.exists():
+        shutil.rmtree(course)
+    init_course(course, [lab])
+    klass = list(demo_classes()[lab]["students"].items())
+    when = datetime.now(UTC) - timedelta(hours=1)
+    for i in range(students):
+        name, spec = klass[i % len(klass)]
+        write_submission(course, lab, f"{name}{i:02d}", {**spec, "late": False}, when)
+    return course
+
+
+def measure(lab: str, students: int, root: Path) -> tuple[dict[str, dict[str, float]], PhaseClock, float, float]:
+    """Grade the class once; returns {student: {phase: s, "wall": s}}, the clock, the wall time of the batch and
+    feedback together, and of the feedback pass alone."""
+    from autograder.batch import grade_course
+    from autograder.feedback import write_feedback_pages
+
+    course = make_course(root, lab, students)
+    clock = CLOCK
+    clock.reset()
+    walls: dict[str, float] = {}
+    last = [time.perf_counter()]
+
+    def on_result(record: Any, done: int, total: int) -> None:
+        now = time.perf_counter()
+        walls[record.student] = now - last[0]
+        last[0] = now
+        phases = clock.by_student.setdefault(record.student, defaultdict(float))
+        phases["sandbox start"] = float(record.timings.get("sandbox_start_s", 0.0))
+        phases["notebook"] = float(record.timings.get("notebook_s", 0.0))
+
+    t0 = time.perf_counter()
+    grade_course(course, lab, workers=1, on_result=on_result)
+    t_feedback = time.perf_counter()
+    write_feedback_pages(course, lab)
+    wall = time.perf_counter() - t0
+    feedback_s = time.perf_counter() - t_feedback
+    rows: dict[str, dict[str, float]] = {}
+    for student, phases in clock.by_student.items():
+        row = {p: phases.get(p, 0.0) for p in PHASES if p != "other"}
+        row["checks: trusted"] = max(0.0, phases.get("_checks", 0.0) - phases.get("checks: calls", 0.0))
+        # The grading's wall (between two results) and the share of the feedback pass that was this student's.
+        row["wall"] = walls.get(student, 0.0) + phases.get("feedback", 0.0)
+        row["other"] = max(0.0, row["wall"] - sum(row[p] for p in PHASES if p != "other"))
+        rows[student] = row
+    return rows, clock, wall, feedback_s
+
+
+def report(lab: str, rows: dict[str, dict[str, float]], clock: PhaseClock, wall: float, feedback_s: float) -> None:
+    n = len(rows)
+    median_wall = statistics.median(r["wall"] for r in rows.values())
+    print(f"\n{lab}: {n} submissions, one worker, {wall:.1f} s with feedback ({feedback_s:.1f} s of it), "
+          f"{wall / max(n, 1):.2f} s/submission; median submission {median_wall:.2f} s")
+    print(f"{'phase':18} {'median s':>9} {'share':>7}")
+    for phase in PHASES:
+        med = statistics.median(r[phase] for r in rows.values())
+        print(f"{phase:18} {med:9.3f} {med / median_wall:7.1%}")
+    print(f"{'check':34} {'calls':>6} {'trips':>6} {'median s':>9}")
+    for cid, seen in clock.checks.items():
+        print(f"{cid:34} {statistics.median(c for c, _, _ in seen):6.0f} "
+              f"{statistics.median(t for _, t, _ in seen):6.0f} {statistics.median(s for _, _, s in seen):9.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lab", nargs="*", default=["lab-2.4.2-mamba-architecture", "lab-2.4.4-moe-router"])
+    parser.add_argument("--students", type=int, default=24)
+    parser.add_argument("--dir", default="/tmp/sparkgrade-phases")
+    args = parser.parse_args()
+    root = Path(args.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    instrument(CLOCK)
+    for lab in args.lab:
+        report(lab, *measure(lab, args.students, root))
+
+
+if __name__ == "__main__":
+    main()

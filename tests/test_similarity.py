@@ -3,12 +3,16 @@ two honest solutions written independently, and two copies of the released stub,
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from autograder.cli import main
+from autograder.db.store import CourseStore
+from autograder.records import GradeRecord
 from autograder.similarity import THRESHOLD, compare, scaffold, student_code
 
 SOURCE = Path(__file__).parent.parent / "assignments" / "source" / "lab-2.4.4-moe-router" / "lab-2.4.4-moe-router.ipynb"
@@ -192,3 +196,44 @@ def test_the_side_by_side_view_marks_the_copy_and_escapes_student_text() -> None
     assert "<mark>" in pair.a_html and "<mark>" in pair.b_html
     assert "<script>" not in pair.b_html and "&lt;script&gt;" in pair.b_html
     assert pair.to_export()["score"] == pytest.approx(pair.score, abs=1e-3)
+
+
+LAB = "lab-2.4.4-moe-router"
+
+
+def graded(student: str) -> GradeRecord:
+    return GradeRecord(student=student, assignment=LAB, status="graded", score=5.0, max_score=10.0, checks=(),
+                       flags=(), content_hash=student * 8, seed="0" * 32, rubric_version="1", sandboxed=True)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three graded submissions of lab 2.4.4: ada, bob (ada's code renamed) and cy (written independently)."""
+    course = tmp_path_factory.mktemp("course")
+    (course / "release" / LAB).mkdir(parents=True)
+    nbformat.write(release(), course / "release" / LAB / f"{LAB}.ipynb")
+    with CourseStore(course) as store:
+        for student, answers in (("ada", HONEST_A), ("bob", RENAMED), ("cy", HONEST_B)):
+            folder = course / "submitted" / student / LAB
+            folder.mkdir(parents=True)
+            (folder / f"{LAB}.ipynb").write_bytes(submit(answers))
+            store.save(graded(student), None)
+    return course
+
+
+def test_the_class_report_lists_the_pair_side_by_side(course: Path) -> None:
+    assert main(["report", str(course), LAB]) == 0
+    html = (course / "reports" / f"{LAB}.html").read_text()
+    section = html[html.index('id="similarity"'):]
+    section = section[:section.index("</section>")]
+    assert section.count('class="pair"') == 1 and "ada" in section and "bob" in section and "cy" not in section
+    assert section.count('class="side-by-side"') == 1 and "<mark>" in section
+
+
+def test_the_json_export_carries_the_pairs(course: Path, tmp_path: Path) -> None:
+    out = tmp_path / "export.json"
+    assert main(["export", str(course), "--format", "json", "-o", str(out)]) == 0
+    rows = {r["student"]: r for r in json.loads(out.read_text())}
+    assert [s["student"] for s in rows["ada"]["similar"]] == ["bob"]
+    assert [s["student"] for s in rows["bob"]["similar"]] == ["ada"]
+    assert rows["bob"]["similar"][0]["score"] >= THRESHOLD and rows["cy"]["similar"] == []

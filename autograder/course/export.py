@@ -11,6 +11,7 @@ from pathlib import Path
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.records import GradeRecord
+from autograder.similarity import Pair
 
 # A spreadsheet (Excel, LibreOffice, Google Sheets) evaluates a cell that starts with one of these as a formula:
 # `=HYPERLINK(...)` in a student id would run on the instructor's machine. OWASP's advice: prefix such text with a
@@ -29,8 +30,23 @@ def _row(values: Iterable[object]) -> list[object]:
     return [cell(v) for v in values]
 
 
-def to_json(records: Iterable[GradeRecord]) -> str:
-    return json.dumps([r.to_export() for r in records], indent=2)
+def to_json(records: Iterable[GradeRecord], similar: Iterable[Pair] | None = None) -> str:
+    """The records as a list; with ``similar`` (autograder.similarity's pairs), each record lists under "similar" the
+    submissions of the same lab alike to it: {"student", "score", "share"}, share being the part of this record's code
+    found in the other's."""
+    alike: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for p in similar or ():
+        alike.setdefault((p.lab, p.a), []).append({"student": p.b, "score": round(p.score, 3),
+                                                   "share": round(p.a_share, 3)})
+        alike.setdefault((p.lab, p.b), []).append({"student": p.a, "score": round(p.score, 3),
+                                                   "share": round(p.b_share, 3)})
+    out = []
+    for r in records:
+        d = r.to_export()
+        if similar is not None:
+            d["similar"] = alike.get((r.assignment, r.student), [])
+        out.append(d)
+    return json.dumps(out, indent=2)
 
 
 def to_csv(records: Iterable[GradeRecord]) -> str:
@@ -71,4 +87,9 @@ def export_records(course: Path, assignment: str | None, fmt: str, db_url: str |
     if not course.is_dir():
         raise UserError(f"no course folder at {course}")
     records = list(CourseStore(course, db_url).records(assignment))
+    if fmt == "json":
+        from autograder.similarity import THRESHOLD, class_similarity
+
+        pairs = [p for lab in sorted({r.assignment for r in records}) for p in class_similarity(course, lab, THRESHOLD)]
+        return to_json(records, pairs), len(records)
     return FORMATS[fmt](records), len(records)

@@ -58,6 +58,11 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     _add_db(p)
 
 
+def _add_overview(p: argparse.ArgumentParser) -> None:
+    p.add_argument("course_dir")
+    _add_db(p)
+
+
 def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("course_dir")
     p.add_argument("--assignment", metavar="LAB")
@@ -158,6 +163,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_overview(args: argparse.Namespace) -> int:
+    from autograder.feedback.overview import write_overview
+
+    course = Path(args.course_dir)
+    if not course.is_dir():
+        raise UserError(f"{course}: no such course folder")
+    path, students, labs = write_overview(course, args.db)
+    print(f"wrote the course overview ({students} students, {labs} labs) to {path}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from autograder.course.export import export_records
 
@@ -214,6 +230,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
     "grade": ("grade the submissions of one lab", _add_grade, "autograder.cli:cmd_grade"),
     "feedback": ("render one feedback page per graded submission", _add_feedback, "autograder.cli:cmd_feedback"),
     "report": ("render the class report of one lab for instructors", _add_report, "autograder.cli:cmd_report"),
+    "overview": ("render the course overview for instructors: every student and lab, missing work, flags",
+                 _add_overview, "autograder.cli:cmd_overview"),
     "export": ("export grades as json, csv or a Canvas gradebook", _add_export, "autograder.cli:cmd_export"),
     "check-benchmarks": (
         "check a benchmarks.json for physically impossible or suspicious numbers",

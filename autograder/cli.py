@@ -188,6 +188,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from autograder.feedback.overview import course_labs
+    from autograder.paths import check_lab
     from autograder.watch import Event, watch
 
     course = Path(args.course_dir)
@@ -195,8 +196,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise UserError(f"{course} is not a course folder (no nbgrader_config.py): create one with `sparkgrade init`")
     labs = args.labs or course_labs(course, [])
     for lab in labs:
-        from autograder.paths import check_lab
-
         check_lab(lab)
 
     def said(e: Event) -> None:

@@ -30,7 +30,7 @@ def env() -> dict[str, str]:
 
 def nbgrader(cwd: Path, exchange: Path, *args: str) -> None:
     cmd = [sys.executable, "-m", "nbgrader", *args, f"--Exchange.root={exchange}",
-           f"--Exchange.cache={exchange.parent / 'cache'}", "--log-level=WARN"]
+           f"--Exchange.cache={cwd / '.nbgrader-cache'}", "--log-level=WARN"]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env())
     if proc.returncode != 0:
         raise SystemExit(f"nbgrader {args[0]} failed: {proc.stderr[-1500:]}")

@@ -24,8 +24,10 @@ ALL = {"top_k_routing", "load_balancing_loss", "router_z_loss", "load_imbalance"
 
 
 def nbgrader(cwd: Path, *args: str, exchange: Path) -> str:
+    """nbgrader as the user whose home is ``cwd``: each has their own nbgrader cache, where fetch_feedback looks up
+    that user's submissions."""
     cmd = [sys.executable, "-m", "nbgrader", *args, f"--Exchange.root={exchange}",
-           f"--Exchange.cache={exchange.parent / 'cache'}", "--log-level=WARN"]
+           f"--Exchange.cache={cwd / '.nbgrader-cache'}", "--log-level=WARN"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -89,7 +91,10 @@ def test_submit_grade_release_fetch_resubmit_restart(loop: Path) -> None:
     assert sorted((e.kind, e.student) for e in events) == [("released", "alice"), ("released", "bob")], events
     [alice_page] = fetched(loop, "alice")
     [bob_page] = fetched(loop, "bob")
-    assert "20" in alice_page.read_text() and "feedback for bob" in bob_page.read_text()
+    assert "feedback for alice" in alice_page.read_text() and "feedback for bob" in bob_page.read_text()
+    with CourseStore(course) as store:
+        alice, bob = store.load(LAB, "alice"), store.load(LAB, "bob")
+    assert alice is not None and bob is not None and alice.score == alice.max_score > bob.score
 
     # bob resubmits, better: his new page is released beside the old one; alice is left alone
     submit(loop, "bob", ALL)

@@ -44,3 +44,32 @@ class Limits:
         for name in ("memory_bytes", "max_processes", "file_bytes", "cell_output_bytes", "call_output_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive")
+
+
+NICE_WITHOUT_QUOTA = 10  # without a cgroup CPU quota, the nearest equivalent: the sandbox yields to other workers
+
+
+def rlimits_for(lim: Limits, *, cgroup: bool, gpu: bool) -> dict[str, int]:
+    """The rlimits the runner sets on the kernel: what a cgroup does not already bound."""
+    rlimits = {"RLIMIT_FSIZE": lim.file_bytes, "RLIMIT_CORE": 0}
+    if not cgroup:
+        rlimits["RLIMIT_NPROC"] = lim.max_processes
+        if not gpu:  # RLIMIT_AS breaks CUDA, whose driver reserves huge virtual ranges
+            rlimits["RLIMIT_AS"] = lim.memory_bytes
+    return rlimits
+
+
+def runner_limits(lim: Limits, rlimits: dict[str, int], *, inside: bool, cgroup: bool, gpu: bool,
+                  cpu_quota: bool) -> dict[str, object]:
+    """The limits part of the runner's configuration message (sandbox/inside/runner.py reads it)."""
+    return {
+        "notebook_timeout_s": lim.notebook_s,
+        "startup_timeout_s": lim.startup_s,
+        "cell_output_bytes": lim.cell_output_bytes,
+        "call_text_bytes": lim.call_text_bytes,
+        "interrupt_grace_s": lim.interrupt_grace_s,
+        "rlimits": rlimits,
+        "limits_by_cgroup": cgroup or not inside,
+        "cuda_memory_bytes": lim.gpu_memory_bytes if gpu else 0,
+        "nice": NICE_WITHOUT_QUOTA if inside and not cpu_quota else 0,
+    }

@@ -40,7 +40,7 @@ from autograder.sandbox.codec import (
     read_call_reply,
     write_call_inputs,
 )
-from autograder.sandbox.limits import Limits
+from autograder.sandbox.limits import Limits, rlimits_for, runner_limits
 
 INSIDE_DIR = Path(__file__).parent / "inside"  # everything that runs next to student code
 RUNNER = INSIDE_DIR / "runner.py"
@@ -48,7 +48,6 @@ CALLS_DIR = ".sparkgrade-calls"
 MAX_LINE = 8 << 20  # longest protocol line we parse
 MAX_JUNK = 1 << 20  # bytes of foreign writes on the protocol pipe before we call it an output flood
 EXECUTED_NAME = "executed.ipynb"
-NICE_WITHOUT_QUOTA = 10  # without a cgroup CPU quota, the nearest equivalent: the sandbox yields to other workers
 
 
 class _Died(Exception):
@@ -203,38 +202,16 @@ class Sandbox:
         self._send(self._config())
 
     def _rlimits(self) -> dict[str, int]:
-        lim = self.limits
-        rlimits = {"RLIMIT_FSIZE": lim.file_bytes, "RLIMIT_CORE": 0}
-        if self._cgroup is None:
-            rlimits["RLIMIT_NPROC"] = lim.max_processes
-            if self.gpu is None:  # RLIMIT_AS breaks CUDA, whose driver reserves huge virtual ranges
-                rlimits["RLIMIT_AS"] = lim.memory_bytes
-        return rlimits
+        return rlimits_for(self.limits, cgroup=self._cgroup is not None, gpu=self.gpu is not None)
 
     def _config(self) -> dict[str, Any]:
-        lim = self.limits
         inside = not self.no_sandbox
-        rlimits = self._rlimits()
-        if not inside:
-            rlimits = {"RLIMIT_CORE": 0}
-        work = bw.INSIDE_WORK if inside else str(self.work_dir)
-        models = bw.INSIDE_MODELS if inside else str(self._models_dir or "")
-        return {
-            "token": self._token,
-            "work_dir": work,
-            "notebook": self._notebook_name,
-            "executed_name": EXECUTED_NAME,
-            "notebook_timeout_s": lim.notebook_s,
-            "startup_timeout_s": lim.startup_s,
-            "cell_output_bytes": lim.cell_output_bytes,
-            "call_text_bytes": lim.call_text_bytes,
-            "interrupt_grace_s": lim.interrupt_grace_s,
-            "models_dir": models,
-            "rlimits": rlimits,
-            "limits_by_cgroup": self._cgroup is not None or not inside,
-            "cuda_memory_bytes": lim.gpu_memory_bytes if self.gpu is not None else 0,
-            "nice": NICE_WITHOUT_QUOTA if inside and (self._cgroup is None or self._cgroup.cpu_quota is None) else 0,
-        }
+        quota = self._cgroup is not None and self._cgroup.cpu_quota is not None
+        return {"token": self._token, "notebook": self._notebook_name, "executed_name": EXECUTED_NAME,
+                "work_dir": bw.INSIDE_WORK if inside else str(self.work_dir),
+                "models_dir": bw.INSIDE_MODELS if inside else str(self._models_dir or ""),
+                **runner_limits(self.limits, self._rlimits() if inside else {"RLIMIT_CORE": 0}, inside=inside,
+                                cgroup=self._cgroup is not None, gpu=self.gpu is not None, cpu_quota=quota)}
 
     # -- the protocol channel -------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ other side: student code shares its uid.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -343,10 +344,8 @@ def _alive(client: Any) -> bool:
 def _interrupt(client: Any) -> None:
     from jupyter_core.utils import run_sync
 
-    try:
+    with contextlib.suppress(Exception):
         run_sync(client.km.interrupt_kernel)()
-    except Exception:
-        pass
 
 
 class _Excerpt:
@@ -357,10 +356,7 @@ class _Excerpt:
         self.cut = False
 
     def add(self, text: str) -> None:
-        room = self.limit - self.size
-        if room <= 0:
-            self.cut = True
-            return
+        room = max(self.limit - self.size, 0)
         self.parts.append(text[:room])
         self.size += min(len(text), room)
         self.cut = self.cut or len(text) > room
@@ -492,10 +488,8 @@ def main(kernel: dict[str, Any] | None = None) -> int:
         if _reason is None and _alive(client):
             serve_calls(chan, client, cfg)
     finally:
-        try:
+        with contextlib.suppress(Exception):
             client._cleanup_kernel()
-        except Exception:
-            pass
     return 0
 
 

@@ -35,15 +35,19 @@ def nbgrader(cwd: Path, *args: str, exchange: Path) -> str:
 
 
 def solve(home: Path, course: Path, keep: set[str]) -> None:
-    source = {c.metadata["nbgrader"]["grade_id"]: c.source
-              for c in nbformat.read(course / "source" / LAB / f"{LAB}.ipynb", as_version=4).cells
-              if c.metadata.get("nbgrader", {}).get("solution")}
+    """The course's answers in the cells of ``keep``, the released stubs in the others."""
+    def cells(folder: str) -> dict[str, str]:
+        return {c.metadata["nbgrader"]["grade_id"]: c.source
+                for c in nbformat.read(course / folder / LAB / f"{LAB}.ipynb", as_version=4).cells
+                if c.metadata.get("nbgrader", {}).get("solution")}
+
+    source, stubs = cells("source"), cells("release")
     path = home / LAB / f"{LAB}.ipynb"
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid in source:
-            cell.source = source[gid] if gid in keep else cell.source
+            cell.source = source[gid] if gid in keep else stubs[gid]
     nbformat.write(nb, path)
 
 

@@ -138,3 +138,16 @@ def test_the_policy_picks_the_counted_attempt_and_hides_diagnoses_before_the_due
     assert hidden.checks[0].message == hidden.checks[0].diagnosis == "" and hidden.checks[0].details == {}
     assert visible(record(1), AttemptPolicy(before_due="checks"), before_due=False) == record(1)
     assert visible(record(1), AttemptPolicy(), before_due=True) == record(1)
+
+
+def test_a_bad_policy_is_a_one_line_error(tmp_path: Path) -> None:
+    from autograder.course.config import load_config
+    from autograder.errors import UserError
+
+    (tmp_path / "sparkgrade.yaml").write_text(f"policies:\n  {LAB}: {{attempts: 0, counts: worst}}\n")
+    with pytest.raises(UserError, match=r"sparkgrade\.yaml is invalid") as err:
+        load_config(tmp_path)
+    assert "\n" not in str(err.value)
+    good = f"policies:\n  {LAB}: {{attempts: 2, counts: best, before_due: checks}}\n"
+    (tmp_path / "sparkgrade.yaml").write_text(good)
+    assert load_config(tmp_path).policies[LAB].attempts == 2

@@ -114,8 +114,8 @@ def test_submit_grade_release_fetch_resubmit_restart(loop: Path) -> None:
     assert [(e.kind, e.student) for e in watch_once(course, [LAB])] == [("released", "alice")]
     assert attempts(course, "alice") == 1 and attempts(course, "bob") == 2
 
-    # the policy's two graded attempts are used: a third submission is collected, not graded
-    submit(loop, "bob", {"top_k_routing"})
+    # the policy's two graded attempts are used: a third, new submission is collected, not graded
+    submit(loop, "bob", {"top_k_routing", "router_z_loss"})
     assert [(e.kind, e.student) for e in watch_once(course, [LAB])] == [("over-limit", "bob")]
     assert attempts(course, "bob") == 2 and watch_once(course, [LAB]) == []
 

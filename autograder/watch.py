@@ -16,8 +16,9 @@ The course's attempt policy (sparkgrade.yaml, ``policies:``, per lab):
 
 Nothing is lost or graded twice across a restart: submitted/ holds every collected submission, the grade database
 every grade, and COURSE_DIR/.sparkgrade/watch.json the content each student's feedback was released for (written
-after the release). A submission whose content the database already graded is released, not regraded; one whose
-feedback was released is skipped.
+after the release). A submission whose content the database already graded (a release a crash lost, or a student
+handing in an earlier attempt again) is released with its stored grade, neither regraded nor counted as a new
+attempt; one whose feedback was released is skipped.
 """
 
 from __future__ import annotations

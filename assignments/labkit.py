@@ -65,13 +65,17 @@ def resolve_model_id(model_id):
     return str(model_id)
 
 
-def load_model(model_id, dtype, device):
-    """(model, tokenizer) for a local folder or hub id, in eval mode on ``device``: the one loader of both profiles."""
+def load_model(model_id, dtype, device, trust_remote_code=False):
+    """(model, tokenizer) for a local folder or hub id, in eval mode on ``device``: the one loader of both profiles.
+
+    trust_remote_code: run the modelling code a checkpoint ships (DeepSeekMoE has no transformers class); only for
+    the roles the course's models.yaml trusts.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_id(model_id)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
     return model.to(device).eval(), tokenizer
 
 

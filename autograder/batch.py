@@ -162,13 +162,21 @@ def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
                              initargs=(gpus or None, counter)) as pool:
         futures: dict[Future, GradeTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
         pending: set[Future] = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                try:
-                    yield fut.result()
-                except Exception as exc:  # never re-raised: it would abort the batch for every other student
-                    yield _lost(futures[fut], exc)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    try:
+                        yield fut.result()
+                    except Exception as exc:  # never re-raised: it would abort the batch for every other student
+                        yield _lost(futures[fut], exc)
+        except KeyboardInterrupt:
+            # Ctrl-C stops now: queued tasks are dropped and running ones killed (their sandboxes die with them),
+            # instead of waiting for every running submission to finish. What is stored stays stored.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+            raise
 
 
 def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]:

@@ -212,6 +212,8 @@ def _grade(sub: Submission, ctx: LabContext, seed: str, t0: float,
     flags: list[Flag] = [] if not ctx.no_sandbox else [Flag("unsandboxed", "graded with --no-sandbox: trusted "
                                                              "self-test only, student code ran unconfined")]
     try:
+        if sub.problem:  # no notebook under the expected name: the reason says what the folder held
+            raise InvalidNotebook(sub.problem)
         nb = read_submission(sub.notebook)
     except InvalidNotebook as exc:
         return GradeRecord(status="invalid", score=0.0, checks=_zero(rubric, str(exc)), flags=tuple(flags),
@@ -251,5 +253,7 @@ def _grade(sub: Submission, ctx: LabContext, seed: str, t0: float,
                "total_s": time.perf_counter() - t0}
     if rerun_after_s is not None:  # on the record: the whole notebook ran, after a definitions-only run of this long
         timings["definitions_run_s"] = rerun_after_s
+    # No verdicts at all is stored as none and reads back as None: the record says the same before and after
+    verdicts = judged.verdicts or None if judged is not None else None
     return GradeRecord(status=status, score=score, checks=tuple(checks), flags=tuple(flags), reason=reason,
-                       timings=timings, verdicts=judged.verdicts if judged is not None else None, **base), executed
+                       timings=timings, verdicts=verdicts, **base), executed

@@ -126,7 +126,9 @@ def test_grade_command_and_json_export(toy, tmp_path, capsys):
     assert cli.main(["export", str(course), "--format", "json", "-o", str(out)]) == 0
     rows = {r["student"]: r for r in json.loads(out.read_text())}
     assert rows["alice"]["score"] == 4 and rows["bob"]["score"] == 1
-    assert set(rows["bob"]) == {"student", "assignment", "score", "max_score", "status", "checks", "flags"}
+    assert set(rows["bob"]) == {"student", "assignment", "score", "max_score", "status", "checks", "flags",
+                                "written_score", "written_max_score", "total_score", "total_max_score", "final",
+                                "total_note"}
     assert {"id", "function", "points", "max_points", "status", "message", "diagnosis"} == set(
         rows["bob"]["checks"][0])
     # the same content under the same rubric is not graded again: same attempt, same timings

@@ -194,6 +194,16 @@ _SPARK_STAND_INS = {
                                                       num_key_value_heads=2, intermediate_size=128,
                                                       moe_intermediate_size=32, shared_expert_intermediate_size=64,
                                                       num_experts=8, num_experts_per_tok=4)),
+    "meta-llama/Llama-3.2-3B": ("LlamaConfig", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                                     num_key_value_heads=2, intermediate_size=128,
+                                                     tie_word_embeddings=True)),
+    "allenai/OLMoE-1B-7B-0924": ("OlmoeConfig", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                                      intermediate_size=32, num_experts=8, num_experts_per_tok=2)),
+    # DeepSeekMoE's own checkpoint needs remote code; its stand-in is the native class of the same MoE shape.
+    "deepseek-ai/deepseek-moe-16b-base": ("DeepseekV2Config", dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, moe_intermediate_size=16,
+        n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=2, first_k_dense_replace=1, q_lora_rank=None,
+        kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8)),
     "ibm-granite/granite-4.0-h-tiny": ("GraniteMoeHybridConfig", dict(
         hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
         num_local_experts=4, num_experts_per_tok=2, shared_intermediate_size=64, mamba_n_heads=4, mamba_d_head=32,

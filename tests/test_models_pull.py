@@ -22,12 +22,14 @@ class FakeHub:
 
     def __init__(self, fail_on: str | None = None) -> None:
         self.calls: list[str] = []
+        self.allowed: dict[str, list[str]] = {}
         self.fail_on = fail_on
 
     def __call__(self, repo_id, local_dir, allow_patterns=None, dry_run=False):
         if dry_run:
             return [type("F", (), {"file_size": 5_000_000_000, "will_download": True})()]
         self.calls.append(repo_id)
+        self.allowed[repo_id] = list(allow_patterns or [])
         local = Path(local_dir)
         (local / "config.json").write_text("{}")
         if repo_id == self.fail_on:
@@ -90,3 +92,40 @@ def test_models_pull_command_prints_sizes_and_where_to_point_the_labs(tmp_path, 
     out = capsys.readouterr().out
     assert hub.calls == ["Qwen/Qwen1.5-MoE-A2.7B"]
     assert "1 checkpoint(s), 1.0 KB" in out and f"export SPARKGRADE_HUB_ROOT={tmp_path}" in out
+
+
+def test_models_pull_takes_the_courses_models_yaml_with_code_only_for_trusted_roles(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+    import yaml
+
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "models.yaml").write_text(yaml.safe_dump({
+        "lab-2.4.3-moe-exploration": {"roles": {"moe": "deepseek-ai/deepseek-moe-16b-base",
+                                                "moe_alt": "Qwen/Qwen1.5-MoE-A2.7B"},
+                                      "trust_remote_code": ["moe"]},
+        "lab-2.4.5-architecture-comparison": {"roles": {"mamba": str(tmp_path / "mirror" / "my-mamba"),
+                                                        "transformer": "meta-llama/Llama-3.2-3B"}},
+    }))
+    hub = FakeHub()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    assert cli.main(["models", "pull", "--course", str(course), "--root", str(tmp_path / "hub")]) == 0
+    out = capsys.readouterr().out
+    assert sorted(hub.calls) == ["Qwen/Qwen1.5-MoE-A2.7B", "deepseek-ai/deepseek-moe-16b-base",
+                                 "meta-llama/Llama-3.2-3B"], "exactly the course's choice; the local folder is skipped"
+    assert "*.py" in hub.allowed["deepseek-ai/deepseek-moe-16b-base"], "a trusted role needs its modelling code"
+    assert "*.py" not in hub.allowed["Qwen/Qwen1.5-MoE-A2.7B"] and "*.py" not in hub.allowed["meta-llama/Llama-3.2-3B"]
+    assert "my-mamba: a local folder" in out and "3 checkpoint(s)" in out
+
+
+def test_models_pull_of_a_course_without_models_yaml_reads_its_lab_sources(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    lab = "lab-2.4.4-moe-router"
+    (tmp_path / "source" / lab).mkdir(parents=True)
+    src = assignments_root() / "source" / lab / f"{lab}.ipynb"
+    (tmp_path / "source" / lab / f"{lab}.ipynb").write_bytes(src.read_bytes())
+    hub = FakeHub()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    assert cli.main(["models", "pull", "--course", str(tmp_path), "--root", str(tmp_path / "hub")]) == 0
+    assert hub.calls == ["Qwen/Qwen1.5-MoE-A2.7B"]

@@ -7,6 +7,8 @@ import pytest
 import torch
 from transformers import (
     AutoModelForCausalLM,
+    DeepseekV2Config,
+    DeepseekV3Config,
     LlamaConfig,
     MixtralConfig,
     OlmoeConfig,
@@ -84,6 +86,19 @@ TINY_CONFIGS = {
     "olmoe": OlmoeConfig(
         **TINY, num_hidden_layers=2, intermediate_size=12, num_experts=4, num_experts_per_tok=2, pad_token_id=0
     ),
+    # DeepSeek-V2-Lite's shape: MLA without a q LoRA, 2 shared + 6 routed experts, the first layer dense.
+    "deepseek-v2-shared-first-dense": DeepseekV2Config(
+        **TINY, num_hidden_layers=3, intermediate_size=40, moe_intermediate_size=8, n_routed_experts=6,
+        n_shared_experts=2, num_experts_per_tok=2, first_k_dense_replace=1, q_lora_rank=None, kv_lora_rank=8,
+        qk_nope_head_dim=4, qk_rope_head_dim=2, v_head_dim=4,
+    ),
+    # DeepSeek-V3's shape: q LoRA, 1 shared expert, sigmoid group routing, two dense layers; plus biases and tying.
+    "deepseek-v3-q-lora-bias-tied": DeepseekV3Config(
+        **TINY, num_hidden_layers=4, intermediate_size=40, moe_intermediate_size=8, n_routed_experts=8,
+        n_shared_experts=1, num_experts_per_tok=2, first_k_dense_replace=2, q_lora_rank=12, kv_lora_rank=8,
+        qk_nope_head_dim=4, qk_rope_head_dim=2, v_head_dim=4, n_group=2, topk_group=1, attention_bias=True,
+        tie_word_embeddings=True,
+    ),
 }
 
 
@@ -144,6 +159,71 @@ def test_moe_param_counts_qwen15_moe_a27b_and_olmoe_published_figures() -> None:
     olmoe = moe_param_counts(OlmoeConfig(intermediate_size=1024))  # OLMoE-1B-7B: 6.9B total, 1.3B active
     assert round(olmoe["total"] / 1e9, 1) == 6.9
     assert round(olmoe["active"] / 1e9, 1) == 1.3
+
+
+# DeepSeekMoE-16B's config.json (deepseek-ai/deepseek-moe-16b-base; model_type "deepseek", remote code only).
+DEEPSEEK_MOE_16B = dict(
+    model_type="deepseek", vocab_size=102400, hidden_size=2048, intermediate_size=10944, moe_intermediate_size=1408,
+    num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=16, n_routed_experts=64, n_shared_experts=2,
+    num_experts_per_tok=6, first_k_dense_replace=1, moe_layer_freq=1, attention_bias=False, tie_word_embeddings=False,
+)
+
+
+def test_moe_param_counts_deepseek_moe_16b_published_figures() -> None:
+    # github.com/deepseek-ai/DeepSeek-MoE README: "DeepSeekMoE 16B ... with 16.4B parameters"; the DeepSeekMoE paper
+    # (arXiv 2401.06066) gives 2.8B activated. The Open LLM Leaderboard request file for the checkpoint records
+    # "params": 16.376 (billions, counted from its weights): the count agrees to the last published digit.
+    counts = moe_param_counts(DEEPSEEK_MOE_16B)  # a plain dict: transformers has no class for model_type "deepseek"
+    assert counts["total"] == 16_375_728_128
+    assert round(counts["total"] / 1e9, 3) == 16.376
+    assert round(counts["active"] / 1e9, 1) == 2.8
+
+
+def test_moe_param_counts_deepseek_moe_hand_count_with_layer_frequency() -> None:
+    # Dense layers: the first first_k_dense_replace, then every layer off the moe_layer_freq grid (DeepSeek's own
+    # modelling code). Layers 0, 1 dense (k=2), 2 sparse, 3 dense (odd), 4 sparse.
+    v, h, heads, f, f_moe, e, k, shared = 50, 16, 4, 40, 8, 6, 2, 2
+    config = dict(model_type="deepseek", vocab_size=v, hidden_size=h, intermediate_size=f, moe_intermediate_size=f_moe,
+                  num_hidden_layers=5, num_attention_heads=heads, n_routed_experts=e, n_shared_experts=shared,
+                  num_experts_per_tok=k, first_k_dense_replace=2, moe_layer_freq=2)
+    attention_and_norms = 4 * h * h + 2 * h  # MHA q, k, v, o without biases (num_key_value_heads defaults to heads)
+    dense = 3 * h * f
+    sparse = e * h + e * 3 * h * f_moe + 3 * h * f_moe * shared  # router, routed experts, fused shared experts
+    total = 2 * v * h + h + 5 * attention_and_norms + 3 * dense + 2 * sparse
+    assert moe_param_counts(config) == {"total": total, "active": total - 2 * (e - k) * 3 * h * f_moe}
+    no_shared = moe_param_counts({**config, "n_shared_experts": None})
+    assert no_shared["total"] == total - 2 * 3 * h * f_moe * shared
+
+
+def test_moe_param_counts_deepseek_v2_lite_published_figures() -> None:
+    # deepseek-ai/DeepSeek-V2-Lite config.json; the DeepSeek-V2 paper (arXiv 2405.04434, appendix B) and the model
+    # card: 15.7B total, 2.4B activated. Our active count includes the 0.21B embedding table (one row read per
+    # token); the published 2.4B leaves it out (2.45B without it).
+    lite = DeepseekV2Config(
+        vocab_size=102400, hidden_size=2048, intermediate_size=10944, moe_intermediate_size=1408, num_hidden_layers=27,
+        num_attention_heads=16, num_key_value_heads=16, n_routed_experts=64, n_shared_experts=2, num_experts_per_tok=6,
+        first_k_dense_replace=1, q_lora_rank=None, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
+        v_head_dim=128,
+    )
+    counts = moe_param_counts(lite)
+    assert round(counts["total"] / 1e9, 1) == 15.7
+    assert 2.4e9 <= counts["active"] - 102400 * 2048 < 2.5e9
+
+
+def test_moe_param_counts_deepseek_v3_published_figures() -> None:
+    # deepseek-ai/DeepSeek-V3 inference/configs/config_671B.json; the DeepSeek-V3 technical report (arXiv 2412.19437):
+    # "671B total parameters with 37B activated for each token" (the 14B multi-token-prediction module comes on top
+    # of the 671B; transformers does not build it). transformers' DeepseekV3Config defaults are this model.
+    v3 = DeepseekV3Config(
+        vocab_size=129280, hidden_size=7168, intermediate_size=18432, moe_intermediate_size=2048, num_hidden_layers=61,
+        num_attention_heads=128, num_key_value_heads=128, n_routed_experts=256, n_shared_experts=1,
+        num_experts_per_tok=8, first_k_dense_replace=3, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
+        qk_rope_head_dim=64, v_head_dim=128, n_group=8, topk_group=4,
+    )
+    counts = moe_param_counts(v3)
+    assert round(counts["total"] / 1e9) == 671
+    assert round((counts["active"] - 129280 * 7168) / 1e9) == 37  # 36.6B without the embedding table, 37.6B with
+    assert counts == moe_param_counts(v3.to_dict()), "a dict of the config's fields counts the same"
 
 
 def test_moe_param_counts_rejects_dense_models_by_name() -> None:

@@ -163,8 +163,9 @@ def test_reference_as_a_second_implementation_earns_full_marks(lab):
 
 
 def _config_object(config):
-    """The grader sends configs as dicts; the reference reads a config object."""
-    if not isinstance(config, dict):
+    """The grader sends configs as dicts; the reference reads a config object (or the dict itself, for a model_type
+    without a transformers class such as DeepSeekMoE's "deepseek")."""
+    if not isinstance(config, dict) or config["model_type"] not in transformers.models.auto.CONFIG_MAPPING:
         return config
     return transformers.AutoConfig.for_model(config["model_type"],
                                              **{k: v for k, v in config.items() if k != "model_type"})

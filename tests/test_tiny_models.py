@@ -19,6 +19,7 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.models.mamba import modeling_mamba
 
+from reference.moe import moe_param_counts
 from reference.tiny import MODEL_NAMES, build_models, load_manifest
 from reference.tiny.configs import SPECS
 from reference.tiny.corpus import DOMAINS, generate_corpus, instruction_pairs
@@ -30,7 +31,7 @@ from reference.tiny.train import (
     training_scan,
 )
 
-MOE_MODELS = ("mixtral", "qwen2-moe", "moe-domains", "jamba")
+MOE_MODELS = ("mixtral", "qwen2-moe", "moe-domains", "jamba", "deepseek-moe", "olmoe")
 
 
 @pytest.fixture(scope="session")
@@ -117,6 +118,8 @@ def test_moe_models_return_router_logits_per_moe_layer(tiny: dict[str, Any], nam
         n_moe_layers = sum(
             1 for i in range(cfg.num_hidden_layers) if i % cfg.expert_layer_period == cfg.expert_layer_offset
         )
+    elif name == "deepseek-moe":
+        n_moe_layers = cfg.num_hidden_layers - cfg.first_k_dense_replace
     else:
         n_moe_layers = cfg.num_hidden_layers
     ids = torch.randint(3, VOCAB_SIZE, (3, 7), generator=torch.Generator().manual_seed(0))
@@ -137,6 +140,26 @@ def test_moe_configs_match_the_models_they_stand_for(tiny: dict[str, Any]) -> No
     assert llama.config.num_key_value_heads < llama.config.num_attention_heads
     params = tiny["manifest"]["models"]
     assert 0.5 < params["llama"]["params"] / params["mamba"]["params"] < 2
+
+
+def test_deepseek_moe_has_the_shape_of_deepseekmoe(tiny: dict[str, Any]) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny["paths"]["deepseek-moe"])
+    cfg = model.config
+    first, *rest = model.model.layers
+    assert not hasattr(first.mlp, "gate"), "the first layer is dense (first_k_dense_replace = 1)"
+    for layer in rest:
+        assert layer.mlp.gate.weight.shape == (cfg.n_routed_experts, cfg.hidden_size)
+        assert layer.mlp.shared_experts.gate_proj.out_features == cfg.n_shared_experts * cfg.moe_intermediate_size
+    assert cfg.n_shared_experts == 2 and cfg.num_experts_per_tok < cfg.n_routed_experts
+    assert cfg.norm_topk_prob is False and cfg.topk_method == "greedy"  # DeepSeekMoE's softmax top-k
+
+
+@pytest.mark.parametrize("name", ["deepseek-moe", "olmoe", "qwen2-moe", "mixtral"])
+def test_moe_param_counts_equal_the_built_models_parameters(tiny: dict[str, Any], name: str) -> None:
+    model = AutoModelForCausalLM.from_pretrained(_built(tiny, name))
+    counts = moe_param_counts(model.config)
+    assert counts["total"] == sum(p.numel() for p in model.parameters())
+    assert counts == moe_param_counts(json.loads((tiny["paths"][name] / "config.json").read_text()))
 
 
 @pytest.mark.parametrize("name", ["mamba", "llama", "moe-domains"])

@@ -107,3 +107,65 @@ def test_formgrader_has_the_autograded_notebooks(course_cycle):
         nb = course_cycle / "autograded" / student / LAB / f"{LAB}.ipynb"
         assert nb.is_file() and nbformat.read(nb, as_version=4).cells
     assert Path(course_cycle / "release" / LAB / f"{LAB}.ipynb").is_file()
+
+
+# -- the README's "Run your own course", step by step --------------------------------------------------------------
+
+
+def readme_steps() -> list[str]:
+    """The commands of the README's walkthrough, as "tool subcommand" (the code block under its heading)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Run your own course"):]
+    block = section[section.index("```bash") + len("```bash"):]
+    block = block[:block.index("```")]
+    steps = []
+    for line in block.splitlines():
+        words = line.split("#")[0].split()
+        if words and words[0] in ("sparkgrade", "nbgrader"):
+            steps.append(" ".join(words[:3] if words[1] == "db" else words[:2]))
+    return steps
+
+
+def test_the_readme_walkthrough_is_the_cycle_these_tests_run(course_cycle, capsys):
+    # The fixture ran init, the due date, release, collect and grade; the rest of the README's steps follow here,
+    # in its order: formgrader's grading of the written answers, feedback, release_feedback, report, export.
+    assert readme_steps() == ["sparkgrade init", "nbgrader db assignment", "nbgrader release_assignment",
+                              "nbgrader collect", "sparkgrade grade", "nbgrader formgrader", "sparkgrade feedback",
+                              "nbgrader release_feedback", "sparkgrade report", "sparkgrade export"]
+    from nbgrader.api import Gradebook
+
+    from autograder.course.gradebook import gradebook_url
+
+    root, exchange = course_cycle.parent, course_cycle.parent / "exchange"
+    with Gradebook(gradebook_url(course_cycle)) as gb:  # formgrader: alice's three written answers, 2 points each
+        for cell in ("q_aux_gradient", "q_z_loss", "q_capacity"):
+            grade = gb.find_grade(cell, LAB, LAB, "alice")
+            grade.manual_score, grade.needs_manual_grade = 2.0, False
+        gb.db.commit()
+    assert cli.main(["feedback", str(course_cycle), LAB]) == 0
+    nbgrader(course_cycle, "release_feedback", LAB, f"--course={COURSE_ID}", exchange=exchange)
+    nbgrader(root / "alice", "fetch_feedback", LAB, f"--course={COURSE_ID}", exchange=exchange)
+    # Every student here submits as the same OS user, so fetch_feedback hands out both pages: alice's is hers.
+    fetched = [p.read_text() for p in (root / "alice" / LAB / "feedback").glob(f"*/{LAB}.html")]
+    (alice,) = [text for text in fetched if f"{LAB}: feedback for alice" in text]
+    assert "<strong>Total 26 / 29</strong>" in alice  # 20 autograded + 6 written, final
+    assert cli.main(["report", str(course_cycle), LAB]) == 0
+    assert "1 of 2 are." in (course_cycle / "reports" / f"{LAB}.html").read_text()
+    capsys.readouterr()
+    assert cli.main(["export", str(course_cycle), "--format", "canvas", "-o", str(course_cycle / "canvas.csv")]) == 0
+    assert "1 of 2 total(s) are provisional" in capsys.readouterr().err  # bob's written answers are not graded
+    rows = list(csv.reader((course_cycle / "canvas.csv").open()))
+    assert rows[1][4] == "29.0" and rows[2][:1] == ["alice"] and rows[2][4] == "26.0"
+
+    # nbgrader's own export has the same totals: autograded + written
+    subprocess.run([sys.executable, "-m", "nbgrader", "export", "--log-level=WARN"], cwd=course_cycle, check=True,
+                   capture_output=True, timeout=300)
+    theirs = {r["student_id"]: r for r in csv.DictReader((course_cycle / "grades.csv").open())
+              if r["assignment"] == LAB}
+    capsys.readouterr()
+    assert cli.main(["export", str(course_cycle), "--assignment", LAB]) == 0
+    ours = {r["student"]: r for r in json.loads(capsys.readouterr().out)}
+    for student in ("alice", "bob"):
+        assert float(theirs[student]["raw_score"]) == pytest.approx(ours[student]["total_score"])
+        assert float(theirs[student]["max_score"]) == ours[student]["total_max_score"] == 29
+    assert ours["alice"]["final"] is True and ours["bob"]["final"] is False

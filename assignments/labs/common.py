@@ -65,6 +65,22 @@ print(f"profile {{PROFILE}}: {{DTYPE}} on {{DEVICE}}; models {{MODEL_IDS}}")
     return locked("profile", src, tags=["profile"])
 
 
+COURSE_MODELS = """
+# The course's checkpoints: `sparkgrade init` writes the course's models.yaml choice for this lab to models.json
+# beside the notebook; on the spark profile it replaces the defaults above. Only the roles it lists under
+# trust_remote_code may run the modelling code their checkpoint ships.
+TRUSTED_ROLES = set()
+if PROFILE == "spark" and Path("models.json").is_file():
+    _course_models = json.loads(Path("models.json").read_text())
+    MODEL_IDS = {**MODEL_IDS, **_course_models.get("roles", {})}
+    TRUSTED_ROLES = set(_course_models.get("trust_remote_code", []))"""
+
+
+def course_models_source() -> str:
+    """Profile-cell text (``profile_cell(extra=...)``) that applies the course's checkpoint choice (models.json)."""
+    return COURSE_MODELS
+
+
 BENCHMARKS_TEST = '''
 # Visible test of your recorded numbers. The grader judges them against the device's physics (bandwidth, compute,
 # memory) outside your notebook; this cell only checks that they are there. Its points are the benchmark checks'.

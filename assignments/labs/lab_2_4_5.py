@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from common import SOURCE_ROOT, benchmarks_test_cell, labkit, parameters_cell, profile_cell, setup_cell
+from common import (
+    SOURCE_ROOT,
+    benchmarks_test_cell,
+    course_models_source,
+    labkit,
+    parameters_cell,
+    profile_cell,
+    setup_cell,
+)
 from nbbuild import code, locked, md, solution, visible_tests, write, written
 
 LAB_ID = "lab-2.4.5-architecture-comparison"
@@ -37,6 +45,20 @@ decide FLOPs and, at batch 1, bytes read per token). Load-balancing losses, capa
 layers (Jamba: 1 attention in 8 layers, MoE every other layer; Granite 4.0-H: Mamba-2 with about one attention layer
 in ten): most layers carry a constant state, the few attention layers keep exact recall, and the KV cache shrinks by
 the attention fraction.
+
+**The models (spark profile).** Three architectures of similar size, plus a hybrid:
+
+| role | checkpoint | parameters | bf16 weights |
+|---|---|---|---|
+| Mamba | `state-spaces/mamba-2.8b-hf` | 2.77B | 5.5 GB |
+| Transformer (Llama architecture, GQA) | `meta-llama/Llama-3.2-3B` (gated: set `HF_TOKEN`) | 3.21B | 6.4 GB |
+| MoE (64 experts, top-8) | `allenai/OLMoE-1B-7B-0924` | 6.9B total, 1.3B active | 13.8 GB |
+| hybrid (Mamba-2 + attention + MoE) | `ibm-granite/granite-4.0-h-tiny` | 7B total, 1B active | ~14 GB |
+
+The MoE holds about twice the Transformer's weights but computes with well under half of its parameters per
+token. Perplexity is measured on WikiText-2 (raw, test split; read with the `datasets` library). The tiny profile
+runs the same code on tiny offline models of the same architectures and on its own synthetic prose. Your course may
+have chosen other checkpoints (its `models.yaml`): the table your code prints is the truth.
 
 **What you will do.** Implement `perplexity`; measure perplexity, TTFT, decode tok/s and peak memory for each
 architecture at several context lengths (recorded to `benchmarks.json`); build the comparison table and plots; write
@@ -132,7 +154,7 @@ import statistics
 text_ids = {}
 rows = []
 for name, model_id in MODEL_IDS.items():
-    model, tok = load_model(model_id, DTYPE, DEVICE)
+    model, tok = load_model(model_id, DTYPE, DEVICE, trust_remote_code=name in TRUSTED_ROLES)
     ids = tok(EVAL_TEXT, return_tensors="pt").input_ids[:, :PPL_TOKENS].to(DEVICE)
     ppl = perplexity(model, ids, PPL_MAX_LENGTH, PPL_STRIDE)
     n_bytes = len(tok.decode(ids[0]).encode("utf-8"))
@@ -200,39 +222,42 @@ the context. Say where a hybrid (Jamba, Granite 4.0-H) is the better answer, and
 mind.
 """,
     r"""
-(a) On the spark profile: pythia-2.8b and mamba-2.8b have similar quality (Pile PPL 6.73 vs 6.22 published; same
-tokenizer, so directly comparable); at 4K their decode speeds are close (both read about 5.5 GB of weights per
-token) but the Transformer slows as its KV cache grows (10.7 GB at 32K: decode bound falls from ~39 to ~17 tok/s on
-273 GB/s) while Mamba stays flat near its ~49 tok/s bound, and the Transformer's peak memory grows linearly with
-context while Mamba's does not. TTFT grows super-linearly for the Transformer (attention is quadratic, equal to the
-matmul cost near 30K tokens) and linearly for Mamba. The MoE (Qwen1.5-MoE-A2.7B) needs memory for 14.3B parameters
-but reads/computes only ~2.7B per token: quality of a much larger dense model, decode speed of a ~3B one at batch 1;
-its KV cache still grows (it is a Transformer), and it is compared by bits/byte because its tokenizer differs.
+(a) On the spark profile: Mamba-2.8B (2.77B parameters, 5.5 GB in bf16) and Llama-3.2-3B (3.21B, 6.4 GB) are
+about the same size; their tokenizers differ (GPT-NeoX's 50K vocabulary vs Llama 3's 128K), so quality is compared in
+bits per byte on WikiText-2, not per-token perplexity. Decode is bandwidth bound: Mamba reads ~5.5 GB per token plus a
+13 MB state, ~49 tok/s at most on 273 GB/s at any context; Llama reads 6.4 GB plus a KV cache of 112 KiB per token
+(GQA: 8 KV heads x 128 x 28 layers x K and V x 2 bytes), 0.47 GB at 4K and 3.8 GB at 32K, so its bound falls from
+~40 to ~27 tok/s and its peak memory grows linearly with context while Mamba's stays flat. TTFT grows super-linearly
+for the Transformer (attention is quadratic) and linearly for Mamba. OLMoE-1B-7B holds 6.9B parameters (13.8 GB
+resident, twice Llama's) but each token uses 1.3B (2.6 GB read): the quality of a larger model at the per-token cost of
+a 1B one, ~105 tok/s bound at short context; but its attention is full multi-head (16 KV heads, 128 KiB per token), so
+at 32K its 4.3 GB KV cache outweighs its active weights and the bound drops to ~40 tok/s.
 (b) Long-document QA at 32K+ on the Spark: a hybrid (Granite 4.0-H, Jamba) or Mamba: constant or small state keeps
 memory and decode speed flat, and the few attention layers of a hybrid restore exact retrieval; a pure Transformer
-needs GQA/sliding windows to fit. High-throughput short-prompt chat: an MoE Transformer with GQA: short contexts
-keep the KV cache small, batching amortises weight reads, and the MoE gives the best quality per active FLOP (the
-128 GB unified memory holds all experts). Edge device: a small Mamba (or hybrid) - no growing cache, predictable
-memory; an MoE is a poor fit because total parameters must fit. Exact recall far back (copying, needle-in-a-
-haystack, in-context retrieval): attention (Transformer or a hybrid with attention layers); pure SSMs compress the
-past into a fixed state and lose exact detail. Evidence that would change the choice: a Transformer whose decode
-speed at my context stays within the bound, recall benchmarks where Mamba matches attention, or a memory budget too
-small for the MoE's total parameters.
+needs GQA (as Llama 3.2 has) or sliding windows to fit. High-throughput short-prompt chat: an MoE Transformer:
+short contexts keep the KV cache small, batching amortises weight reads, and the MoE gives the best quality per
+active FLOP (the 128 GB unified memory holds all experts easily). Edge device: a small Mamba (or hybrid) - no growing
+cache, predictable memory; an MoE is a poor fit because its total parameters must fit. Exact recall far back
+(copying, needle-in-a-haystack, in-context retrieval): attention (Transformer or a hybrid with attention layers);
+pure SSMs compress the past into a fixed state and lose exact detail. Evidence that would change the choice: a
+Transformer whose decode speed at my context stays near its bound, recall benchmarks where Mamba matches attention,
+or a memory budget too small for the MoE's total parameters.
 """,
 )
 
 Q_MOE = (
     r"""
-**Question 2 (2 points).** Qwen1.5-MoE-A2.7B has 14.3B parameters of which about 2.7B are active per token. In bf16,
+**Question 2 (2 points).** OLMoE-1B-7B has 6.9B parameters of which about 1.3B are active per token. In bf16,
 how much memory do its weights need, and what is the batch-1 decode bound on a DGX Spark (273 GB/s) ignoring the
-cache? Why does the advantage over a dense 14B model shrink at large batch sizes?
+cache? Compare with a dense 7B model. Why does the advantage shrink at large batch sizes?
 """,
     r"""
-Weights: 14.3e9 x 2 B = 28.6 GB (all experts must be resident). At batch 1 a token reads only its routed experts
-plus the shared parts, ~2.7e9 x 2 B = 5.4 GB: bound ~273 / 5.4 ≈ 50 tok/s, against ~9.5 tok/s for a dense 14B
-(28.6 GB per token). At large batch different tokens route to different experts, so every expert's weights are read
-each step anyway (the union of the chosen experts approaches all E), and decode moves towards compute-bound where
-MoE saves FLOPs but not bytes; expert imbalance and all-to-all communication (on multi-GPU) add overhead.
+Weights: 6.9e9 x 2 B = 13.8 GB (all 64 experts of every layer must be resident). At batch 1 a token reads only its
+8 routed experts per layer plus attention, routers and embeddings, ~1.3e9 x 2 B = 2.6 GB: bound ~273 / 2.6 ≈ 105
+tok/s, against ~20 tok/s for a dense 7B (13.8 GB per token). At large batch different tokens route to different
+experts, so every expert's weights are read each step anyway (the union of the chosen experts approaches all 64),
+and decode moves towards compute-bound, where the MoE saves FLOPs but not bytes; expert imbalance and all-to-all
+communication (on multi-GPU) add overhead.
 """,
 )
 
@@ -260,11 +285,39 @@ each choice changes the number, and which of your models' perplexities can be co
 A longer window gives more context per prediction, so lower perplexity (until the model's trained context is
 exceeded); a smaller stride gives each target more context (closer to full-context evaluation) at the cost of more
 forward passes; stride = max_length gives the first targets of each block very little context and inflates
-perplexity. Per-token perplexity is only comparable between models with the same tokenizer (mamba-2.8b and
-pythia-2.8b share GPT-NeoX's; the tiny models share one); across tokenizers compare bits per byte (or per
-character), since a tokenizer with longer tokens has fewer, harder predictions.
+perplexity. Per-token perplexity is only comparable between models that share a tokenizer (the tiny models share
+one); on the spark profile Llama 3's 128K-token vocabulary cuts WikiText into fewer, harder tokens than Mamba's
+GPT-NeoX tokenizer, so compare bits per byte, which divides the same total log-loss by the same number of bytes.
 """,
 )
+
+
+EVAL_SETTINGS = '''
+CONTEXTS = {"tiny": [16, 64], "spark": [4096, 16384, 32768]}[PROFILE]
+NEW_TOKENS = {"tiny": 6, "spark": 128}[PROFILE]
+REPEATS = {"tiny": 2, "spark": 3}[PROFILE]
+PPL_TOKENS = {"tiny": 400, "spark": 16384}[PROFILE]
+PPL_MAX_LENGTH = {"tiny": 64, "spark": 2048}[PROFILE]
+PPL_STRIDE = {"tiny": 32, "spark": 1024}[PROFILE]
+
+
+def load_eval_text():
+    """The text perplexity is measured on: the tiny models' held-out synthetic prose, or on the spark profile
+    WikiText-2 (raw, test split) read with `datasets` (its documents joined by blank lines, as the Hugging Face
+    perplexity guide does). $SPARKGRADE_EVAL_TEXT names a local text file instead (a machine without network)."""
+    if os.environ.get("SPARKGRADE_EVAL_TEXT"):
+        return Path(os.environ["SPARKGRADE_EVAL_TEXT"]).read_text()
+    if PROFILE == "tiny":
+        return (MODELS_DIR / "data" / "corpus" / "prose_valid.txt").read_text()
+    from datasets import load_dataset  # spark only: `pip install datasets` (the project's "spark" extra)
+
+    return "\\n\\n".join(load_dataset("Salesforce/wikitext", "wikitext-2-raw-v1", split="test")["text"])'''
+
+
+LOAD_TRANSFORMER = '''
+EVAL_TEXT = load_eval_text()  # here, not in the profile cell: loading the profile must not fetch a dataset
+models = {"transformer": load_model(MODEL_IDS["transformer"], DTYPE, DEVICE,
+                                    trust_remote_code="transformer" in TRUSTED_ROLES)}'''
 
 
 def cells():
@@ -273,23 +326,12 @@ def cells():
         parameters_cell(),
         setup_cell(labkit.measure_generation),
         profile_cell(
-            {"mamba": "mamba", "transformer": "llama", "moe": "qwen2-moe", "hybrid": "jamba"},
-            {"mamba": "state-spaces/mamba-2.8b-hf", "transformer": "EleutherAI/pythia-2.8b",
-             "moe": "Qwen/Qwen1.5-MoE-A2.7B", "hybrid": "ibm-granite/granite-4.0-h-tiny"},
-            extra=(
-                'CONTEXTS = {"tiny": [16, 64], "spark": [4096, 16384, 32768]}[PROFILE]\n'
-                'NEW_TOKENS = {"tiny": 6, "spark": 128}[PROFILE]\n'
-                'REPEATS = {"tiny": 2, "spark": 3}[PROFILE]\n'
-                "# Perplexity: tiny scores the synthetic validation prose; spark a text file you provide (e.g. a\n"
-                "# sample of the Pile or WikiText) through $SPARKGRADE_EVAL_TEXT, falling back to the same prose.\n"
-                'PPL_TOKENS = {"tiny": 400, "spark": 16384}[PROFILE]\n'
-                'PPL_MAX_LENGTH = {"tiny": 64, "spark": 2048}[PROFILE]\n'
-                'PPL_STRIDE = {"tiny": 32, "spark": 1024}[PROFILE]\n'
-                'EVAL_TEXT = Path(os.environ.get("SPARKGRADE_EVAL_TEXT",\n'
-                '                                MODELS_DIR / "data" / "corpus" / "prose_valid.txt")).read_text()'
-            ),
+            {"mamba": "mamba", "transformer": "llama", "moe": "olmoe", "hybrid": "jamba"},
+            {"mamba": "state-spaces/mamba-2.8b-hf", "transformer": "meta-llama/Llama-3.2-3B",
+             "moe": "allenai/OLMoE-1B-7B-0924", "hybrid": "ibm-granite/granite-4.0-h-tiny"},
+            extra=course_models_source() + "\n" + EVAL_SETTINGS,
         ),
-        locked("helpers", FAKES + '\nmodels = {"transformer": load_model(MODEL_IDS["transformer"], DTYPE, DEVICE)}'),
+        locked("helpers", FAKES + LOAD_TRANSFORMER),
         md(r"""
         ## Part 1: perplexity with a sliding window
 
@@ -303,9 +345,10 @@ def cells():
         md(r"""
         ## Part 2: the three architectures (and a hybrid), side by side
 
-        Each model is loaded in turn (the spark profile needs about 60 GB for the four in sequence), scored on the
-        evaluation text and benchmarked with the lab's `measure_generation` (the method you wrote in lab 2.4.1:
-        warm-up, synchronised clocks, TTFT, decode tok/s, peak memory). Every configuration goes to
+        Each model is loaded in turn (the spark profile holds one at a time: at most the MoE's or the hybrid's
+        ~14 GB of bf16 weights plus cache), scored on the evaluation text and benchmarked with the lab's
+        `measure_generation` (the method you wrote in lab 2.4.1: warm-up, synchronised clocks, TTFT, decode tok/s,
+        peak memory). Every configuration goes to
         `benchmarks.json` with its perplexity.
         """),
         locked("measure-architectures", MEASURE),

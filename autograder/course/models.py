@@ -2,9 +2,11 @@
 
 The labs resolve a hub id ``org/name`` to ``$SPARKGRADE_HUB_ROOT/org/name`` (assignments/labkit.py,
 resolve_model_id), so a Spark with a filled mirror runs the spark profile offline, and so does `make gpu-check`'s
-benchmark. Which checkpoints: each lab's spark model ids, as a mapping ``{lab: {role: model_id}}``. The course's
-model configuration (issue 18, ``spark_checkpoints(course_dir)``) will provide that mapping; until it lands,
-``spark_checkpoints_from_sources`` reads it from each lab's profile cell, where the ids are written today.
+benchmark. Which checkpoints: each lab's spark model ids, as a mapping ``{lab: {role: model_id}}``: a course's
+choice (``checkpoints.spark_checkpoints(course_dir)``, from its models.yaml), or without a course the labs' defaults
+(``spark_checkpoints_from_sources``, each lab's profile cell). A role set to a local folder is already there and is
+skipped. Weights, config and tokenizer only, no code, except for the checkpoints the course lets run the modelling
+code they ship (its ``trust_remote_code`` roles, e.g. DeepSeekMoE): their ``*.py`` files come too.
 
 Resume: huggingface_hub's snapshot_download resumes partly downloaded files and skips complete ones; a checkpoint
 counts as pulled only once a marker is written after a download returned, so an interrupted pull is simply run
@@ -13,20 +15,19 @@ again. Sizes: the download plan (a dry run) is shown before, the folder's size a
 
 from __future__ import annotations
 
-import ast
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
+from autograder.course.checkpoints import notebook_spark_roles
 from autograder.errors import UserError
 
 MARKER = ".sparkgrade-pulled.json"
 # Weights in safetensors only (checkpoints that ship both would double the download), plus config and tokenizer.
 ALLOW = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "tokenizer*"]  # no code: nothing runs
+CODE = ["*.py"]  # the modelling code of a checkpoint the course trusts (trust_remote_code)
 
 Downloader = Callable[..., Any]  # huggingface_hub.snapshot_download's signature (repo_id, local_dir=, ...)
 
@@ -46,31 +47,15 @@ def default_hub_root() -> Path:
     return Path(os.environ.get("SPARKGRADE_HUB_ROOT") or Path.home() / ".cache" / "sparkgrade" / "hub")
 
 
-def _spark_ids(profile_source: str) -> dict[str, str]:
-    """The spark profile's {role: model_id} from a profile cell's PROFILES = {...} literal."""
-    for node in ast.walk(ast.parse(profile_source)):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PROFILES" for t in node.targets):
-            for key, value in zip(node.value.keys, node.value.values, strict=True):  # type: ignore[attr-defined]
-                if isinstance(key, ast.Constant) and key.value == "spark" and isinstance(value, ast.Call):
-                    for kw in value.keywords:
-                        if kw.arg == "model_ids" and isinstance(kw.value, ast.Dict):
-                            return {k.value: v.value for k, v in zip(kw.value.keys, kw.value.values, strict=True)
-                                    if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)}
-    return {}
-
-
 def spark_checkpoints_from_sources(source_dir: Path) -> dict[str, dict[str, str]]:
     """{lab: {role: model_id}} read from the profile cell of each lab notebook under ``source_dir``."""
     out = {}
     for path in sorted(source_dir.glob("*/*.ipynb")):
         if path.stem != path.parent.name:
             continue
-        nb = nbformat.read(path, as_version=4)
-        for cell in nb.cells:
-            if cell.cell_type == "code" and "profile" in cell.metadata.get("tags", []):
-                ids = _spark_ids(cell.source)
-                if ids:
-                    out[path.stem] = ids
+        ids = notebook_spark_roles(path)
+        if ids:
+            out[path.stem] = ids
     return out
 
 
@@ -86,10 +71,15 @@ def human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def planned_bytes(downloader: Downloader, model_id: str, local_dir: Path) -> int | None:
+def is_local(model_id: str) -> bool:
+    """A role set to a folder on this machine (absolute, ./, ~/ or an existing folder) rather than a hub id."""
+    return model_id.startswith(("/", ".", "~")) or Path(model_id).expanduser().is_dir()
+
+
+def planned_bytes(downloader: Downloader, model_id: str, local_dir: Path, allow: list[str] = ALLOW) -> int | None:
     """What the download will fetch, from a dry run; None where the downloader cannot say."""
     try:
-        plan = downloader(repo_id=model_id, local_dir=str(local_dir), allow_patterns=ALLOW, dry_run=True)
+        plan = downloader(repo_id=model_id, local_dir=str(local_dir), allow_patterns=allow, dry_run=True)
     except TypeError:
         return None  # a downloader without dry runs
     if not isinstance(plan, list):
@@ -98,8 +88,10 @@ def planned_bytes(downloader: Downloader, model_id: str, local_dir: Path) -> int
 
 
 def pull(checkpoints: Mapping[str, Mapping[str, str]], root: Path, *, labs: list[str] | None = None,
-         downloader: Downloader | None = None, say: Callable[[str], None] = lambda _: None) -> list[Pulled]:
-    """Download every spark checkpoint the chosen labs name (each once, however many labs share it)."""
+         with_code: Collection[str] = (), downloader: Downloader | None = None,
+         say: Callable[[str], None] = lambda _: None) -> list[Pulled]:
+    """Download every spark checkpoint the chosen labs name (each once, however many labs share it); the model ids in
+    ``with_code`` bring their modelling code (``*.py``) too. Local folders are skipped."""
     if downloader is None:
         from huggingface_hub import snapshot_download as downloader
     unknown = sorted(set(labs or []) - set(checkpoints))
@@ -108,6 +100,9 @@ def pull(checkpoints: Mapping[str, Mapping[str, str]], root: Path, *, labs: list
     wanted: dict[str, list[str]] = {}
     for lab in labs or list(checkpoints):
         for model_id in checkpoints[lab].values():
+            if is_local(model_id):
+                say(f"{model_id}: a local folder ({lab}), nothing to pull")
+                continue
             if "/" not in model_id:
                 raise UserError(f"{lab}: {model_id!r} is not a hub id (org/name)")
             wanted.setdefault(model_id, []).append(lab)
@@ -120,10 +115,11 @@ def pull(checkpoints: Mapping[str, Mapping[str, str]], root: Path, *, labs: list
             results.append(Pulled(model_id, local, size, "present", tuple(used_by)))
             continue
         local.mkdir(parents=True, exist_ok=True)
-        plan = planned_bytes(downloader, model_id, local)
+        allow = ALLOW + CODE if model_id in with_code else ALLOW
+        plan = planned_bytes(downloader, model_id, local, allow)
         say(f"{model_id}: downloading {human(plan) if plan is not None else 'size unknown'} to {local} "
             f"(for {', '.join(used_by)}); an interrupted pull resumes when run again")
-        downloader(repo_id=model_id, local_dir=str(local), allow_patterns=ALLOW)
+        downloader(repo_id=model_id, local_dir=str(local), allow_patterns=allow)
         size = folder_bytes(local)
         (local / MARKER).write_text(json.dumps({"model_id": model_id, "bytes": size}))
         say(f"{model_id}: done, {human(size)}")

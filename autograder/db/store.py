@@ -29,7 +29,16 @@ from sqlalchemy import Engine, exc, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from autograder.db.engine import WRITE, describe, open_engine, sqlite_url, upgrade
+from autograder.db.engine import (
+    WRITE,
+    current_revision,
+    database_error,
+    describe,
+    head_revision,
+    open_engine,
+    sqlite_url,
+    upgrade,
+)
 from autograder.db.models import (
     Assignment,
     CheckResultRow,
@@ -40,7 +49,8 @@ from autograder.db.models import (
     Submission,
     VerdictRow,
 )
-from autograder.errors import UserError
+from autograder.errors import DatabaseError, FileSystemError, UserError
+from autograder.order import natural_key
 from autograder.records import CheckResult, Flag, GradeRecord
 
 if TYPE_CHECKING:
@@ -51,10 +61,13 @@ OPEN_ATTEMPTS = 3  # opening (connect, WAL, migrate) that lost a race with anoth
 WRITE_ATTEMPTS = 8  # a write that lost a race (unique key, deadlock, lock timeout) is retried this many times
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write the whole file or nothing. ``mode``: private by default (grader data); pages and reports pass 0o644
+    so a web server or a TA's account can read them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -77,12 +90,15 @@ class Attempt:
 
 class CourseStore:
     """The engine's view of storage. ``db_url`` defaults to SQLite in the course folder; the database is created
-    and migrated to the current schema on first use."""
+    and migrated to the current schema on first use. ``readonly`` (export, report, feedback): the database must
+    exist at the current schema, and nothing is created, migrated or written."""
 
-    def __init__(self, course_dir: Path, db_url: str | None = None) -> None:
+    def __init__(self, course_dir: Path, db_url: str | None = None, *, readonly: bool = False) -> None:
         self.course_dir = Path(course_dir)
         self.root = self.course_dir / ".sparkgrade"
         self.db_url = db_url or sqlite_url(self.root / "grades.db")
+        self.default_db = db_url is None
+        self.readonly = readonly
         self._engine: Engine | None = None
         self._run_id: int | None = None
         self._pid = os.getpid()
@@ -96,22 +112,57 @@ class CourseStore:
             self._engine.dispose(close=False)
             self._engine = None
             self._run_id = None
+        if self._engine is None and self.readonly:
+            self._engine = self._open_readonly()
+            self._pid = os.getpid()
         if self._engine is None:
             for attempt in range(OPEN_ATTEMPTS):
-                engine = open_engine(self.db_url)
+                try:
+                    engine = open_engine(self.db_url)
+                except OSError as err:  # the course folder cannot hold the database (read-only, full, no access)
+                    raise FileSystemError(f"cannot create the grade database {describe(self.db_url)}: "
+                                          f"{err.strerror or err} (the course folder must be writable to grade)") \
+                        from err
                 try:
                     upgrade(engine)
                     break
+                except OSError as err:  # the lock file beside a SQLite database cannot be made
+                    engine.dispose()
+                    raise FileSystemError(f"cannot open the grade database {describe(self.db_url)} for writing: "
+                                          f"{err.strerror or err} (the course folder must be writable to grade)") \
+                        from err
                 except exc.OperationalError as err:
                     engine.dispose()
                     first = str(err.orig or err).strip().splitlines()[0]
                     if "locked" in first and attempt + 1 < OPEN_ATTEMPTS:  # another process is opening it too
                         time.sleep(0.2 * (attempt + 1) * (1 + random.random()))
                         continue
-                    raise UserError(f"cannot open the grade database {describe(self.db_url)}: {first}") from err
+                    raise database_error(self.db_url, err) from err
             self._engine = engine
             self._pid = os.getpid()
         return self._engine
+
+    def _open_readonly(self) -> Engine:
+        if self.default_db and not (self.root / "grades.db").is_file():  # a course nobody has graded yet
+            raise UserError(f"no graded submissions in {self.course_dir}: run `sparkgrade grade {self.course_dir} LAB` "
+                            "first")
+        engine = open_engine(self.db_url, readonly=True)
+        try:
+            found = current_revision(engine)
+        except exc.DBAPIError as err:
+            engine.dispose()
+            raise database_error(self.db_url, err) from err
+        head = head_revision()
+        if found is None:
+            engine.dispose()
+            raise DatabaseError(f"{describe(self.db_url)} holds no sparkgrade grades (nothing graded yet, or not a "
+                                "grade database): check --db, or run `sparkgrade grade` first")
+        if found != head:
+            engine.dispose()
+            raise DatabaseError(f"the grade database {describe(self.db_url)} has schema {found}, this sparkgrade "
+                                f"reads {head}: run `python -m autograder.db upgrade URL` (or any `sparkgrade "
+                                "grade`) to migrate it")
+        return engine
 
     def close(self) -> None:
         """Mark this process's grading run finished and release the connections."""
@@ -241,6 +292,8 @@ class CourseStore:
 
     def _write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one write transaction, retrying when it lost a race to another writer."""
+        if self.readonly:
+            raise AssertionError("a read-only CourseStore was asked to write")
         engine = self.engine.execution_options(**WRITE)
         for attempt in range(WRITE_ATTEMPTS):
             try:
@@ -249,9 +302,7 @@ class CourseStore:
             except (exc.IntegrityError, exc.OperationalError) as err:
                 if attempt == WRITE_ATTEMPTS - 1:
                     if isinstance(err, exc.OperationalError):
-                        first = str(err.orig or err).strip().splitlines()[0]
-                        raise UserError(f"cannot write to the grade database {describe(self.db_url)}: {first}") \
-                            from err
+                        raise database_error(self.db_url, err, "write to") from err
                     raise
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
         raise AssertionError("unreachable")
@@ -274,14 +325,15 @@ class CourseStore:
         return None
 
     def records(self, lab: str | None = None) -> Iterator[GradeRecord]:
-        """Every current result (of one lab), by lab then student, in Python's order on every backend."""
+        """Every current result (of one lab), by lab then student in natural order (s7 before s10), the same on
+        every backend."""
         with Session(self.engine) as session:
             query = (select(Submission).join(CurrentResult, CurrentResult.submission_id == Submission.id)
                      .join(Submission.assignment).options(*_eager()))
             if lab is not None:
                 query = query.where(Assignment.name == lab)
             found = [_record(sub) for sub in session.scalars(query)]
-        yield from sorted(found, key=lambda r: (r.assignment, r.student))
+        yield from sorted(found, key=lambda r: (r.assignment, natural_key(r.student)))
 
     def history(self, lab: str, student: str) -> list[Attempt]:
         with Session(self.engine) as session:

@@ -11,9 +11,11 @@ autoescape; student images are re-encoded only after their bytes are verified (a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from autograder.course.config import course_rubric, load_config
+from autograder.course.totals import lab_totals
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.feedback.page import write_feedback
@@ -34,7 +36,7 @@ def _records(course_dir: Path, lab: str, db_url: str | None = None) -> list[Grad
     if not course_dir.is_dir():
         raise UserError(f"{course_dir}: no such course folder")
     check_lab(lab)
-    with CourseStore(course_dir, db_url) as store:
+    with CourseStore(course_dir, db_url, readonly=True) as store:  # a read: never creates a database
         records = list(store.records(lab))
     if not records:
         raise UserError(f"no graded submissions of {lab} in {course_dir}: run `sparkgrade grade {course_dir} {lab}` "
@@ -42,19 +44,24 @@ def _records(course_dir: Path, lab: str, db_url: str | None = None) -> list[Grad
     return records
 
 
-def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None) -> tuple[int, list[str]]:
-    """One page per graded submission of ``lab``; returns (pages written, student ids skipped as unusable)."""
+def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None,
+                         on_page: Callable[[str, int, int], None] | None = None) -> tuple[int, list[str]]:
+    """One page per graded submission of ``lab``; returns (pages written, student ids skipped as unusable).
+    ``on_page`` hears (student, done, total) after each page, for the CLI's progress bar."""
     records = _records(course_dir, lab, db_url)
     config = load_config(course_dir)
     rubric = course_rubric(lab, config)  # the rubric the records were graded with, GPU checks included
     hardware = config.hardware or rubric.hardware  # the limits the grader judged by
+    totals = lab_totals(course_dir, lab, records)
     written, skipped = 0, []
     for record in records:
         if not _safe_name(record.student):
             skipped.append(record.student)
             continue
-        write_feedback(course_dir, record, rubric, hardware)
+        write_feedback(course_dir, record, rubric, hardware, totals.get(record.student))
         written += 1
+        if on_page is not None:
+            on_page(record.student, written + len(skipped), len(records))
     return written, skipped
 
 
@@ -63,6 +70,7 @@ def write_class_report(course_dir: Path, lab: str, db_url: str | None = None) ->
     from autograder.similarity import THRESHOLD, class_similarity
 
     records = _records(course_dir, lab, db_url)
+    totals = lab_totals(course_dir, lab, records)
     similar = class_similarity(course_dir, lab, THRESHOLD)
-    return write_report(course_dir, records, course_rubric(lab, load_config(course_dir)), similar,
+    return write_report(course_dir, records, course_rubric(lab, load_config(course_dir)), totals, similar,
                         THRESHOLD), len(records)

@@ -129,5 +129,5 @@ def write_overview(course_dir: Path, db_url: str | None = None) -> tuple[Path, i
     similar = {lab: class_similarity(course_dir, lab, THRESHOLD) for lab in labs if _submitted(course_dir, lab)}
     context = overview_context(course_dir, records, similar)
     path = overview_path(course_dir)
-    atomic_write(path, render("overview.html.j2", **context).encode("utf-8"))
+    atomic_write(path, render("overview.html.j2", **context).encode("utf-8"), mode=0o644)  # as the reports
     return path, len(context["students"]), len(labs)

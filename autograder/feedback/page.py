@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autograder.course.totals import Total
 from autograder.db.store import atomic_write
 from autograder.diagnosis import NO_MATCH
 from autograder.feedback import figures
@@ -62,6 +63,34 @@ class FunctionGroup:
     function: str
     failed: tuple[CheckView, ...]
     total: int
+    # One line instead of a box per check, when every check of the function failed for the same reason
+    # ("load_balancing_loss: not implemented, 0/8"); empty when the boxes say different things.
+    summary: str = ""
+
+
+# Flags a learner is told about (what the grader changed or noticed about the submission itself). The others
+# (suspicious code or numbers, grader errors) are for instructors: the class report shows them.
+STUDENT_FLAG_KINDS = ("metadata-stripped", "tampered", "missing-cell", "late")
+
+
+def function_group(function: str, mine: list[CheckView]) -> FunctionGroup | None:
+    """The failed checks of one function, summarised in one line when they all failed for the same reason."""
+    failed = tuple(c for c in mine if c.status != "passed")
+    if not failed:
+        return None
+    messages = {c.message for c in failed}
+    if len(failed) == len(mine) and len(messages) == 1 and not any(c.misconception or c.figures for c in failed):
+        (message,) = messages
+        if "NotImplementedError" in message:
+            why = "not implemented"
+        elif "is not a function defined in the notebook" in message:
+            why = "not defined in your notebook (the hidden checks could not find it)"
+        else:
+            why = message
+        points = sum(c.points for c in mine)
+        possible = sum(c.max_points for c in mine)
+        return FunctionGroup(function, failed, len(mine), f"{why}, {points:g}/{possible:g}")
+    return FunctionGroup(function, failed, len(mine))
 
 
 # What each judged benchmark field means (the checker's messages quote the one a number broke).
@@ -156,14 +185,17 @@ def benchmarks_view(path: Path, hardware: str, stored: Sequence[Verdict] | None 
 
 
 def feedback_context(record: GradeRecord, rubric: Rubric, notebook: bytes | None,
-                     benchmarks: BenchmarksView) -> dict[str, Any]:
+                     benchmarks: BenchmarksView, total: Total | None = None) -> dict[str, Any]:
     checks = [check_view(c, rubric) for c in record.checks]
+    # A submission that could not run says why once, in the callout: its checks all carry that same reason.
+    said_once = record.status != "graded" and {c.message for c in checks} <= {record.reason}
     groups: list[FunctionGroup] = []
-    for function in dict.fromkeys(c.function for c in checks):
-        mine = [c for c in checks if c.function == function]
-        failed = tuple(c for c in mine if c.status != "passed")
-        if failed:
-            groups.append(FunctionGroup(function, failed, len(mine)))
+    if not said_once:
+        for function in dict.fromkeys(c.function for c in checks):
+            group = function_group(function, [c for c in checks if c.function == function])
+            if group is not None:
+                groups.append(group)
+    integrity = list(dict.fromkeys(f.message for f in record.flags if f.kind in STUDENT_FLAG_KINDS))
     nb: NotebookView = notebook_view(notebook)
     pct = 100.0 * record.score / record.max_score if record.max_score > 0 else 0.0
     return {
@@ -175,6 +207,9 @@ def feedback_context(record: GradeRecord, rubric: Rubric, notebook: bytes | None
         "passed": sum(c.status == "passed" for c in checks),
         "groups": groups,
         "status_note": STATUS_NOTES.get(record.status, ""),
+        "said_once": said_once,
+        "integrity": integrity,
+        "total": total,
         "benchmarks": benchmarks,
         "notebook": nb,
         "notebook_s": record.timings.get("notebook_s"),
@@ -185,7 +220,8 @@ def feedback_dir(course_dir: Path, student: str, lab: str) -> Path:
     return Path(course_dir) / "feedback" / student / lab
 
 
-def write_feedback(course_dir: Path, record: GradeRecord, rubric: Rubric, hardware: str) -> Path:
+def write_feedback(course_dir: Path, record: GradeRecord, rubric: Rubric, hardware: str,
+                   total: Total | None = None) -> Path:
     """Render one submission's page to feedback/<student>/<lab>/<lab>.html (nbgrader's name) and return it."""
     course_dir = Path(course_dir)
     lab, student = record.assignment, record.student
@@ -193,11 +229,11 @@ def write_feedback(course_dir: Path, record: GradeRecord, rubric: Rubric, hardwa
     notebook = nb_path.read_bytes() if nb_path.is_file() else None
     submitted = course_dir / "submitted" / student / lab
     bench = benchmarks_view(submitted / "benchmarks.json", hardware, record.verdicts)
-    html = render("feedback.html.j2", **feedback_context(record, rubric, notebook, bench))
+    html = render("feedback.html.j2", **feedback_context(record, rubric, notebook, bench, total))
     out_dir = feedback_dir(course_dir, student, lab)
     out_dir.mkdir(parents=True, exist_ok=True)
     page = out_dir / f"{lab}.html"
-    atomic_write(page, html.encode("utf-8"))
+    atomic_write(page, html.encode("utf-8"), mode=0o644)  # readable by a web server or a TA account
     for name in NBGRADER_FILES:
         data = _read_bounded(submitted / name, 4096)
         if data is not None:

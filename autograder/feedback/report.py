@@ -10,10 +10,12 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from autograder.course.totals import Total
 from autograder.db.store import atomic_write
 from autograder.feedback import figures
 from autograder.feedback.page import feedback_dir, split_diagnosis
 from autograder.feedback.render import render
+from autograder.order import natural_key
 from autograder.records import GradeRecord
 from autograder.rubric import Rubric
 from autograder.similarity import Pair
@@ -62,12 +64,13 @@ def benchmark_summary(records: list[GradeRecord]) -> dict[str, Any]:
         ratios = g["ratio"].dropna()
         rules.append({"rule": rule, "severity": severity, "students": int(g["student"].nunique()),
                       "verdicts": len(g), "median_ratio": float(ratios.median()) if len(ratios) else None,
-                      "who": sorted(g["student"].unique())})
+                      "who": sorted(g["student"].unique(), key=natural_key)})
     rules.sort(key=lambda x: (x["severity"] != "impossible", -x["students"], x["rule"]))
     return {"judged": judged, "rules": rules}
 
 
-def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: dict[str, str]) -> dict[str, Any]:
+def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: dict[str, str],
+                   totals: dict[str, Total] | None = None) -> dict[str, Any]:
     subs = submissions_frame(records)
     checks = checks_frame(records)
     scores = subs["score"].astype(float)
@@ -98,7 +101,7 @@ def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: d
                 "name": name, "students": int(g["student"].nunique()), "checks": len(g),
                 "functions": ", ".join(sorted(g["function"].unique())),
                 "explanation": split_diagnosis(g["diagnosis"].iloc[0])[1],
-                "who": sorted(g["student"].unique()),
+                "who": sorted(g["student"].unique(), key=natural_key),
             })
         misconceptions.sort(key=lambda m: (-m["students"], -m["checks"], m["name"]))
     unexplained = checks[(checks["status"] == "failed") & (checks["misconception"] == "")]
@@ -106,7 +109,8 @@ def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: d
     flagged = [{"student": r.student, "status": r.status, "flags": list(r.flags)} for r in records if r.flags]
     slowest = (subs.dropna(subset=["total_s"]).sort_values("total_s", ascending=False).head(SLOWEST)
                .to_dict("records"))
-    not_graded = subs[subs["status"] != "graded"].sort_values(["status", "student"]).to_dict("records")
+    not_graded = sorted(subs[subs["status"] != "graded"].to_dict("records"),
+                        key=lambda r: (r["status"], natural_key(r["student"])))
 
     hist = figures.data_uri(figures.score_histogram_png(scores.tolist(), max_score)) if len(subs) else ""
     return {
@@ -128,6 +132,8 @@ def report_context(records: list[GradeRecord], rubric: Rubric, feedback_links: d
         "not_graded": not_graded,
         "links": feedback_links,
         "rubric_version": rubric.version,
+        "written_max": max((t.written_max for t in (totals or {}).values()), default=0.0),
+        "final_totals": sum(t.final for t in (totals or {}).values()),
     }
 
 
@@ -137,7 +143,8 @@ def report_path(course_dir: Path, lab: str) -> Path:
 
 
 def write_report(course_dir: Path, records: list[GradeRecord], rubric: Rubric,
-                 similar: list[Pair] | None = None, similarity_threshold: float = 0.0) -> Path:
+                 totals: dict[str, Total] | None = None, similar: list[Pair] | None = None,
+                 similarity_threshold: float = 0.0) -> Path:
     """The class page; ``similar``: the pairs of autograder.similarity to list (None: no similarity section)."""
     path = report_path(course_dir, rubric.lab)
     links = {}
@@ -145,8 +152,8 @@ def write_report(course_dir: Path, records: list[GradeRecord], rubric: Rubric,
         page = feedback_dir(course_dir, r.student, rubric.lab) / f"{rubric.lab}.html"
         if page.is_file():
             links[r.student] = "../feedback/" + "/".join(quote(p, safe="") for p in (r.student, rubric.lab, page.name))
-    context = report_context(records, rubric, links)
+    context = report_context(records, rubric, links, totals)
     if similar is not None:
         context.update(similar=similar, similarity_threshold=similarity_threshold)
-    atomic_write(path, render("report.html.j2", **context).encode("utf-8"))
+    atomic_write(path, render("report.html.j2", **context).encode("utf-8"), mode=0o644)  # readable by a TA account
     return path

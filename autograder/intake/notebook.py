@@ -64,8 +64,20 @@ class Repair:
     solution_ids: tuple[str, ...]  # grade_ids of the solution cells found in the submission
 
 
+def _fresh_id(used: set[str]) -> str:
+    """A cell id no other cell has: a restored cell keeps the course's id unless the student's copy of it (with
+    its metadata stripped) still carries it, which nbformat would report as DuplicateCellId on every write."""
+    from nbformat.corpus.words import generate_corpus_id
+
+    while (new := generate_corpus_id()) in used:
+        pass
+    return new
+
+
 def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode) -> Repair:
-    """Restore locked cells (by grade_id) from the source; flag each cell edited, deleted or retyped."""
+    """Restore locked cells (by grade_id) from the source; flag each cell edited, deleted or retyped, saying what
+    the grader ran instead. A notebook with none of the course's cell metadata gets one flag that says so, not one
+    per cell."""
     nb = copy.deepcopy(submitted)
     flags: list[Flag] = []
     by_id: dict[str, int] = {}
@@ -74,8 +86,19 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
         if gid and gid not in by_id:
             by_id[gid] = i
         elif gid:
-            flags.append(Flag("tampered", f"cell {gid!r} appears twice; the second copy was ignored by the grader"))
+            first = by_id[gid] + 1
+            if _is_locked(cell):
+                what = ("the first is the course's cell (checked against the original); the second ran as ordinary "
+                        "code after it")
+            else:
+                what = "both ran in order, so what the second copy defines is what was graded"
+            flags.append(Flag("tampered", f"cell {gid!r} appears twice (cells {first} and {i + 1}, counting from "
+                                          f"1): {what}"))
             cell.metadata.pop("nbgrader", None)
+    source_ids = [_meta(c).get("grade_id") for c in source.cells if _meta(c).get("grade_id")]
+    stripped = bool(source_ids) and not any(gid in by_id for gid in source_ids)
+    used_ids = {c.get("id") for c in nb.cells if c.get("id")}
+    restored = 0
     last_pos = -1
     for src_cell in source.cells:
         gid = _meta(src_cell).get("grade_id")
@@ -83,25 +106,41 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
             continue
         if not _is_locked(src_cell):
             if gid not in by_id:
-                flags.append(Flag("missing-cell", f"the answer cell {gid!r} is missing from the submission"))
+                if not stripped:
+                    flags.append(Flag("missing-cell", f"the answer cell {gid!r} is missing from the submission: "
+                                                      "the grader ran the notebook without it"))
             else:
                 last_pos = by_id[gid]
             continue
         fresh = copy.deepcopy(src_cell)
         if src_cell.cell_type == "code":
             fresh.outputs, fresh.execution_count = [], None
+        if fresh.get("id") in used_ids:
+            fresh["id"] = _fresh_id(used_ids)
+        if fresh.get("id"):
+            used_ids.add(fresh["id"])
         if gid not in by_id:
             last_pos += 1
             nb.cells.insert(last_pos, fresh)
             by_id = {(_meta(c).get("grade_id")): i for i, c in enumerate(nb.cells) if _meta(c).get("grade_id")}
-            flags.append(Flag("tampered", f"locked cell {gid!r} was deleted; it was restored"))
+            restored += 1
+            if not stripped:
+                flags.append(Flag("tampered", f"locked cell {gid!r} was deleted: the course's original was put "
+                                              "back and ran in its place"))
             continue
         pos = by_id[gid]
         cell = nb.cells[pos]
         if cell.cell_type != src_cell.cell_type or cell.source != src_cell.source or not _is_locked(cell):
             nb.cells[pos] = fresh
-            flags.append(Flag("tampered", f"locked cell {gid!r} was edited; the original was restored"))
+            flags.append(Flag("tampered", f"locked cell {gid!r} was edited: the course's original ran instead of "
+                                          "the edited copy"))
         last_pos = pos
+    if stripped:
+        flags.append(Flag("metadata-stripped", (
+            "the notebook has none of the course's nbgrader cell metadata (an editor or a copy into a new notebook "
+            "removes it): your cells ran as you wrote them, after the course's "
+            f"{restored} locked cells, which were put back at the top; the hidden checks graded the functions your "
+            "cells define")))
     solution_ids = tuple(_meta(c).get("grade_id") for c in nb.cells
                          if _meta(c).get("solution") and _meta(c).get("grade_id"))
     return Repair(nb, tuple(flags), solution_ids)

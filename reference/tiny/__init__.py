@@ -9,6 +9,9 @@ with ``AutoModelForCausalLM.from_pretrained(path)`` / ``AutoTokenizer.from_pretr
     OUT_DIR/mixtral/      MixtralForCausalLM, 8 experts top-2     (untrained)
     OUT_DIR/qwen2-moe/    Qwen2MoeForCausalLM, shared expert, norm_topk_prob=False (untrained)
     OUT_DIR/jamba/        JambaForCausalLM hybrid (untrained; skipped if this transformers lacks it)
+    OUT_DIR/deepseek-moe/ DeepseekV2ForCausalLM: 2 shared + 16 routed experts top-4, layer 0 dense (untrained;
+                          stands in for DeepSeekMoE-16B, lab 2.4.3)
+    OUT_DIR/olmoe/        OlmoeForCausalLM: 16 experts top-2, no shared expert (untrained; OLMoE-1B-7B, lab 2.4.5)
     OUT_DIR/moe-domains/  Mixtral-style MoE trained on code/maths/prose until experts specialise (lab 2.4.3);
                           routing_stats.json holds its expert x domain table, trained and at initialisation
     OUT_DIR/data/corpus/{code,maths,prose}.txt and *_valid.txt   synthetic text (reference.tiny.corpus)
@@ -271,8 +274,9 @@ def build_models(out_dir: str | Path, *, force: bool = False) -> dict[str, Path]
     """Build (or find already built) every tiny model and the data; return ``{name: folder}``.
 
     Keys: the model folders that were built (``mamba``, ``llama``, ``mixtral``, ``qwen2-moe``, ``jamba`` unless
-    skipped, ``moe-domains``) and ``data``. Returns at once if ``out_dir/manifest.json`` matches the current recipe
-    and every file it lists is intact, unless ``force``. Takes under a minute on two CPU cores.
+    skipped, ``moe-domains``, ``deepseek-moe``, ``olmoe``) and ``data``. Returns at once if
+    ``out_dir/manifest.json`` matches the current recipe and every file it lists is intact, unless ``force``. Takes
+    under a minute on two CPU cores.
     """
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -187,6 +187,72 @@ TINY_MOE_DOMAINS = TinySpec(
     train_steps=120,
 )
 
+TINY_DEEPSEEK_MOE = TinySpec(
+    name="deepseek-moe",
+    config_class="DeepseekV2Config",
+    model_class="DeepseekV2ForCausalLM",
+    purpose=(
+        "Stands in for deepseek-ai/deepseek-moe-16b-base in lab 2.4.3 (DeepSeekMoE: 2 shared + 64 fine-grained routed "
+        "experts, top-6 softmax without renormalisation, the first layer dense). DeepSeekMoE itself has no "
+        "transformers class (its checkpoint ships remote code); transformers' native DeepseekV2 is the same MoE "
+        "(n_shared_experts, n_routed_experts, first_k_dense_replace, greedy softmax top-k) with MLA attention in "
+        "place of plain multi-head attention. Here: 2 shared + 16 routed experts, top-4, layer 0 dense. Untrained."
+    ),
+    config={
+        "vocab_size": VOCAB_SIZE,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "moe_intermediate_size": 16,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "n_routed_experts": 16,
+        "n_shared_experts": 2,
+        "num_experts_per_tok": 4,
+        "first_k_dense_replace": 1,
+        "norm_topk_prob": False,
+        "topk_method": "greedy",
+        "q_lora_rank": None,  # DeepSeek-V2-Lite: no low-rank query
+        "kv_lora_rank": 32,
+        "qk_nope_head_dim": 16,
+        "qk_rope_head_dim": 8,
+        "v_head_dim": 16,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": False,
+        "use_cache": True,
+        **_SPECIAL_IDS,
+    },
+)
+
+TINY_OLMOE = TinySpec(
+    name="olmoe",
+    config_class="OlmoeConfig",
+    model_class="OlmoeForCausalLM",
+    purpose=(
+        "Stands in for allenai/OLMoE-1B-7B-0924, the MoE of the architecture comparison (2.4.5): fine-grained routed "
+        "experts with no shared expert (OLMoE: 64 experts top-8, here 16 top-2: the same 1/8 active share), q/k "
+        "norms. Untrained (seeded random weights)."
+    ),
+    config={
+        "vocab_size": VOCAB_SIZE,
+        "hidden_size": 64,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "num_experts": 16,
+        "num_experts_per_tok": 2,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": False,
+        "use_cache": True,
+        **_SPECIAL_IDS,
+    },
+)
+
 SPECS: dict[str, TinySpec] = {
-    s.name: s for s in (TINY_MAMBA, TINY_LLAMA, TINY_MIXTRAL, TINY_QWEN2_MOE, TINY_JAMBA, TINY_MOE_DOMAINS)
+    s.name: s
+    for s in (
+        TINY_MAMBA, TINY_LLAMA, TINY_MIXTRAL, TINY_QWEN2_MOE, TINY_JAMBA, TINY_MOE_DOMAINS, TINY_DEEPSEEK_MOE,
+        TINY_OLMOE,
+    )
 }

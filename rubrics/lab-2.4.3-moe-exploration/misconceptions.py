@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from transformers import AutoConfig
 
 from autograder.checks.api import Misconception
 from reference import expert_activation_counts, moe_param_counts
+from reference.moe import moe_layout
 
 
 def _layers(router_logits):
@@ -32,66 +32,70 @@ def _pooled_over_layers(router_logits, top_k):
     return expert_activation_counts(router_logits, top_k).sum(0, keepdim=True)
 
 
-def _config(fields):
-    return AutoConfig.for_model(fields["model_type"], **{k: v for k, v in fields.items() if k != "model_type"})
-
-
-def _parts(fields):
-    """Pieces of the count the mistakes below add or drop, per model."""
-    c = _config(fields)
-    h = c.hidden_size
-    moe = c.model_type == "qwen2_moe"
-    n_experts = c.num_experts if moe else c.num_local_experts
-    expert = 3 * h * (c.moe_intermediate_size if moe else c.intermediate_size)
-    sparse = [i for i in range(c.num_hidden_layers)
-              if not moe or (i not in (c.mlp_only_layers or []) and (i + 1) % c.decoder_sparse_step == 0)]
-    shared = (3 * h * c.shared_expert_intermediate_size + h) if moe else 0
-    embeddings = c.vocab_size * h * (1 if c.tie_word_embeddings else 2)
-    return c, len(sparse), n_experts, expert, shared, embeddings
+def _shifted(config, total=0, active=None):
+    """The reference's counts with the pieces a mistake drops (negative) or adds (positive)."""
+    counts = moe_param_counts(config)
+    return {"total": counts["total"] + total, "active": counts["active"] + (total if active is None else active)}
 
 
 def _active_all_experts(config):
-    counts = moe_param_counts(_config(config))
+    counts = moe_param_counts(config)
     return {"total": counts["total"], "active": counts["total"]}
 
 
 def _active_top1(config):
-    c, sparse, _, expert, _, _ = _parts(config)
-    counts = moe_param_counts(c)
-    return {"total": counts["total"], "active": counts["active"] - sparse * (c.num_experts_per_tok - 1) * expert}
+    m = moe_layout(config)
+    return _shifted(config, 0, -len(m.sparse_layers) * (m.top_k - 1) * m.expert_params)
 
 
 def _shared_not_active(config):
-    c, sparse, _, _, shared, _ = _parts(config)
-    counts = moe_param_counts(c)
-    return {"total": counts["total"], "active": counts["active"] - sparse * shared}
+    m = moe_layout(config)
+    return _shifted(config, 0, -len(m.sparse_layers) * m.shared_params)
+
+
+def _shared_forgotten(config):
+    m = moe_layout(config)
+    return _shifted(config, -len(m.sparse_layers) * m.shared_params)
 
 
 def _embeddings_excluded(config):
-    c, _, _, _, _, embeddings = _parts(config)
-    counts = moe_param_counts(c)
-    return {"total": counts["total"] - embeddings, "active": counts["active"] - embeddings}
+    m = moe_layout(config)
+    return _shifted(config, -m.embeddings * (1 if m.tied else 2))
 
 
 def _router_forgotten(config):
-    c, sparse, n_experts, _, _, _ = _parts(config)
-    counts = moe_param_counts(c)
-    router = sparse * n_experts * c.hidden_size
-    return {"total": counts["total"] - router, "active": counts["active"] - router}
+    m = moe_layout(config)
+    return _shifted(config, -len(m.sparse_layers) * m.router_params)
 
 
 def _tied_counted_twice(config):
-    c = _config(config)
-    counts = moe_param_counts(c)
-    extra = c.vocab_size * c.hidden_size if c.tie_word_embeddings else 0
-    return {"total": counts["total"] + extra, "active": counts["active"] + extra}
+    m = moe_layout(config)
+    return _shifted(config, m.embeddings if m.tied else 0)
 
 
 def _every_layer_sparse(config):
     fields = dict(config)
     if fields["model_type"] == "qwen2_moe":
         fields.update(mlp_only_layers=[], decoder_sparse_step=1)
-    return moe_param_counts(_config(fields))
+    return moe_param_counts(fields)
+
+
+def _dense_first_layers_ignored(config):
+    fields = dict(config)
+    if fields["model_type"] in ("deepseek", "deepseek_v2", "deepseek_v3"):
+        fields.update(first_k_dense_replace=0)
+    return moe_param_counts(fields)
+
+
+def _mla_as_multi_head(config):
+    """MLA counted as plain attention: q, k, v, o of num_heads x head_dim (h / heads), no low-rank factors."""
+    m = moe_layout(config)
+    if m.model_type not in ("deepseek_v2", "deepseek_v3"):
+        return moe_param_counts(config)
+    h = m.hidden_size
+    plain = 4 * h * h + 2 * h
+    layers = len(m.sparse_layers) + len(m.dense_layers)
+    return _shifted(config, layers * (plain - m.attention_params))
 
 
 MISCONCEPTIONS = [
@@ -114,8 +118,12 @@ MISCONCEPTIONS = [
                   "num_experts_per_tok experts run per token (Mixtral: 2), so k experts per sparse layer are "
                   "active.", _active_top1),
     Misconception("shared expert not counted as active", "moe_param_counts",
-                  "Qwen2-MoE's shared expert (and its sigmoid gate) runs for every token: it is active, always.",
-                  _shared_not_active),
+                  "Shared experts (Qwen2-MoE's one with its sigmoid gate, DeepSeekMoE's n_shared_experts) run for "
+                  "every token: they are active, always.", _shared_not_active),
+    Misconception("shared experts forgotten", "moe_param_counts",
+                  "Besides the routed experts, every sparse layer of Qwen2-MoE and DeepSeekMoE holds shared experts "
+                  "(DeepSeek: n_shared_experts of moe_intermediate_size, one fused MLP of n_shared x that width): "
+                  "they count in the total and, always used, in the active count.", _shared_forgotten),
     Misconception("embeddings excluded", "moe_param_counts",
                   "The totals are sum(p.numel()) of the whole model: include the embedding table and the lm_head "
                   "(both always active).", _embeddings_excluded),
@@ -127,4 +135,13 @@ MISCONCEPTIONS = [
     Misconception("every layer taken as sparse", "moe_param_counts",
                   "Qwen2-MoE keeps a dense MLP of intermediate_size in mlp_only_layers and in layers off the "
                   "decoder_sparse_step grid.", _every_layer_sparse),
+    Misconception("dense first layer taken as sparse", "moe_param_counts",
+                  "DeepSeek models keep a dense MLP of intermediate_size in their first first_k_dense_replace layers "
+                  "(DeepSeekMoE-16B: layer 0; DeepSeek-V3: layers 0-2); experts start after them.",
+                  _dense_first_layers_ignored),
+    Misconception("MLA counted as multi-head attention", "moe_param_counts",
+                  "DeepSeek-V2/V3 attention is Multi-head Latent Attention: q (through q_lora_rank when set) and a "
+                  "shared low-rank kv_a_proj (kv_lora_rank + qk_rope_head_dim) expanded by kv_b_proj, with its own "
+                  "norms; head sizes come from qk_nope/qk_rope/v_head_dim, not hidden_size / heads.",
+                  _mla_as_multi_head),
 ]

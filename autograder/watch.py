@@ -147,6 +147,7 @@ def watch_once(course_dir: Path, labs: list[str], *, no_sandbox: bool = False, d
     """One cycle over ``labs``: collect, grade what is new, release its feedback. Returns what it did."""
     from autograder.batch import grade_course
     from autograder.course.gradebook import sync_record
+    from autograder.course.lock import grading_lock
 
     course_dir = Path(course_dir)
     api = nbgrader_api(course_dir)
@@ -181,9 +182,10 @@ def watch_once(course_dir: Path, labs: list[str], *, no_sandbox: bool = False, d
         if not pending:
             _save_ledger(course_dir, ledger)
             continue
-        if to_grade:
-            grade_course(course_dir, lab, to_grade, no_sandbox=no_sandbox, force=True, db_url=db_url,
-                         workers=workers)
+        if to_grade:  # holding the course's grade lock: a `sparkgrade grade` running meanwhile is waited for
+            with grading_lock(course_dir, wait=True):
+                grade_course(course_dir, lab, to_grade, no_sandbox=no_sandbox, force=True, db_url=db_url,
+                             workers=workers)
         due = _due(course_dir, lab)
         before_due = due is not None and datetime.now(UTC) < due
         with CourseStore(course_dir, db_url) as store:

@@ -183,9 +183,11 @@ def watch_once(course_dir: Path, labs: list[str], *, no_sandbox: bool = False, d
             _save_ledger(course_dir, ledger)
             continue
         if to_grade:  # holding the course's grade lock: a `sparkgrade grade` running meanwhile is waited for
+            # One arrival is graded in this process, whose lab context stays warm from cycle to cycle; a pool of
+            # spawned workers (several arrivals) pays an interpreter and torch import first.
             with grading_lock(course_dir, wait=True):
                 grade_course(course_dir, lab, to_grade, no_sandbox=no_sandbox, force=True, db_url=db_url,
-                             workers=workers)
+                             workers=workers or (1 if len(to_grade) == 1 else None))
         due = _due(course_dir, lab)
         before_due = due is not None and datetime.now(UTC) < due
         with CourseStore(course_dir, db_url) as store:

@@ -41,12 +41,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# mypy is strict on autograder/ and reference/ (pyproject.toml). Until the modules other branches are rewriting have
-# landed, the gate covers reference/ and the engine modules already clean, named here; `make types-all` shows the
-# rest. The lead widens TYPED to autograder/ once it is clean.
-TYPED := reference autograder/errors.py autograder/paths.py autograder/records.py autograder/db/engine.py \
-	autograder/db/models.py autograder/feedback/render.py autograder/feedback/figures.py \
-	autograder/course/gradebook.py
+# mypy is strict on autograder/ and reference/ (pyproject.toml). The gate covers every module that is clean: all of
+# reference/ and autograder/ except grading.py, batch.py and five sandbox modules (sandbox.py, codec.py, zygote.py,
+# inside/harness.py, inside/runner.py) that other branches are rewriting; `make types-all` shows what they still lack.
+# Widen TYPED to `autograder reference` once those are clean.
+SANDBOX_TYPED := __init__ bwrap calls cgroup gpus limits watchdog inside/__init__ inside/cuda_cap inside/zygote_main
+TYPED := reference autograder/__init__.py autograder/errors.py autograder/paths.py autograder/records.py \
+	autograder/rubric.py autograder/cli.py autograder/checks autograder/course autograder/db \
+	autograder/feedback autograder/intake autograder/plausibility $(SANDBOX_TYPED:%=autograder/sandbox/%.py)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

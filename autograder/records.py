@@ -43,7 +43,7 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class GradeRecord:
-    """A graded submission: DESIGN.md's export contract plus what a regrade needs to reproduce it."""
+    """A graded submission: the export contract (docs/contracts.md) plus what a regrade needs to reproduce it."""
 
     student: str
     assignment: str

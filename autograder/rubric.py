@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,7 +17,7 @@ from autograder.errors import UserError
 from autograder.paths import rubrics_root
 from autograder.sandbox.limits import Limits
 
-# FACTS.md: the tolerances mamba-ssm's own tests use against its reference (rtol, atol).
+# docs/facts.md, "Selective scan": the tolerances mamba-ssm's own tests use against its reference (rtol, atol).
 DEFAULT_TOLERANCES = {
     "float64": (1e-7, 1e-9),
     "float32": (6e-4, 2e-3),
@@ -31,6 +31,15 @@ class CheckSpec(BaseModel):
     function: str  # the student function the check exercises ("benchmarks" for recorded numbers)
     points: float = Field(ge=0)
     title: str = ""  # one learner-facing line: what the check is about
+    # For a check of the recorded numbers (function "benchmarks"): the plausibility rules it judges. Such a check has
+    # no code in the lab's folder: autograder/checks/benchmark_rules.py serves every one (docs/contracts.md).
+    rules: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _rules_judge_benchmarks(self) -> CheckSpec:
+        if self.rules and self.function != "benchmarks":
+            raise ValueError(f"only checks of function 'benchmarks' judge rules, not {self.function!r}")
+        return self
 
 
 class ForbidSpec(BaseModel):
@@ -83,6 +92,11 @@ class Rubric(BaseModel):
     forbid: dict[str, ForbidSpec] = Field(default_factory=dict)  # student function -> what it must not call
 
     @property
+    def benchmark_rules(self) -> dict[str, frozenset[str]]:
+        """check id -> the plausibility rules it judges, for the benchmark checks that declare rules."""
+        return {cid: frozenset(c.rules) for cid, c in self.checks.items() if c.rules}
+
+    @property
     def max_score(self) -> float:
         return float(sum(c.points for c in self.checks.values()))
 
@@ -91,12 +105,14 @@ class Rubric(BaseModel):
         ints = {"memory_bytes", "max_processes", "file_bytes", "cell_output_bytes", "call_output_bytes",
                 "call_text_bytes", "tmp_bytes", "threads", "gpu_memory_bytes", "host_reserve_bytes"}
         try:
-            return Limits(**{k: int(v) if k in ints else float(v) for k, v in self.limits.items()})
+            values: dict[str, Any] = {k: int(v) if k in ints else float(v) for k, v in self.limits.items()}
+            return Limits(**values)
         except TypeError as exc:
             raise UserError(f"rubric {self.lab}: unknown limit in 'limits' ({exc})") from None
 
     def tolerance(self, dtype: str) -> tuple[float, float]:
-        return tuple(self.tolerances.get(dtype, DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["float32"])))
+        rtol, atol = self.tolerances.get(dtype, DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["float32"]))
+        return rtol, atol
 
 
 def rubric_dir(lab: str) -> Path:

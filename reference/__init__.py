@@ -1,6 +1,6 @@
 """Trusted reference maths for the Efficient Architectures labs. Never visible to students.
 
-Every function states its shapes and dtype policy in its docstring (FACTS.md has the sources). On CPU the torch
+Every function states its shapes and dtype policy in its docstring (docs/facts.md has the sources). On CPU the torch
 implementations are the reference; on a CUDA machine with mamba-ssm installed, its kernels are used for the scan.
 """
 

@@ -1,9 +1,9 @@
 """The labs' models as data: config fields (transformers names) enough for parameter counts, KV cache and SSM state.
 
 Shapes are the models' published ``config.json`` values. Parameter totals marked ``published`` are the model cards'
-or papers' figures (FACTS.md where it has them); the others are ``computed`` from the shape with
+or papers' figures (docs/facts.md where it has them); the others are ``computed`` from the shape with
 ``reference.memory.estimate_params`` (which matches transformers' own counts on these architectures).
-Perplexities are the Pile validation values of the Mamba paper (FACTS.md), for a sanity range only: a lab that
+Perplexities are the Pile validation values of the Mamba paper (docs/facts.md), for a sanity range only: a lab that
 measures on another corpus gets another number.
 
 Adding a model is adding an entry: nothing else changes.
@@ -155,7 +155,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
                 "tie_word_embeddings": False,
             }
         ),
-        params_total=46_700_000_000,  # FACTS.md: 46.7B total, 12.9B active
+        params_total=46_700_000_000,  # docs/facts.md: 46.7B total, 12.9B active
         params_active=12_900_000_000,
         aliases=("mixtral-8x7b-v0.1", "mixtral-8x7b-instruct-v0.1"),
     ),
@@ -181,7 +181,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
                 "tie_word_embeddings": False,
             }
         ),
-        params_total=16_400_000_000,  # FACTS.md: 16.4B total, ~2.8B active
+        params_total=16_400_000_000,  # docs/facts.md: 16.4B total, ~2.8B active
         params_active=2_800_000_000,
         aliases=("deepseek-moe-16b-base", "deepseek-moe-16b-chat", "deepseekmoe-16b"),
     ),
@@ -263,7 +263,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         params_active=2_400_000_000,
         aliases=("deepseek-v2-lite-chat",),
     ),
-    # The dense models of the published DGX Spark decode measurements (FACTS.md).
+    # The dense models of the published DGX Spark decode measurements (docs/facts.md, "Hardware").
     _dense("qwen3-8b", "Qwen/Qwen3-8B", 36, 4096, 12288, 32, 8, 151936, 8_190_000_000, "qwen3"),
     _dense("qwen3-32b", "Qwen/Qwen3-32B", 64, 5120, 25600, 64, 8, 151936, 32_800_000_000, "qwen3"),
     _dense("llama-3.1-8b", "meta-llama/Llama-3.1-8B", 32, 4096, 14336, 32, 8, 128256, 8_030_000_000, "llama",

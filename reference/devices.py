@@ -39,7 +39,7 @@ def device_mismatches(records: object, hardware: str) -> list[str]:
     for i, rec in enumerate(records):
         device = rec.get("device") if isinstance(rec, dict) else None
         named = profile_for_device(device) if isinstance(device, str) else None
-        if named is not None and named != hardware:
+        if isinstance(device, str) and named is not None and named != hardware:
             lines.append(f"record {i}: device {device[:80]!r} is {named}, but this course is graded as {hardware}: "
                          f"its numbers are judged by {hardware}'s limits")
     return lines

@@ -1,7 +1,7 @@
 """Hardware profiles: the limits a benchmark number is judged against.
 
 Each profile gives the device's memory, its peak memory bandwidth and its dense BF16 tensor throughput (no 2:4
-sparsity). Figures are the vendors' (FACTS.md, "Hardware profiles"); bandwidth is decimal (GB/s = 1e9 B/s).
+sparsity). Figures are the vendors' (docs/facts.md, "Hardware"); bandwidth is decimal (GB/s = 1e9 B/s).
 
 Memory is stated generously on purpose: the profiles set *upper* bounds ("peak memory <= device memory"), and vendors
 write "80 GB" for what the driver reports as 80 GiB. So marketing "GB" of HBM/GDDR is read as GiB here.
@@ -69,7 +69,7 @@ PROFILES: dict[str, HardwareProfile] = {
             name="dgx-spark",
             display_name="NVIDIA DGX Spark (GB10)",
             memory_bytes=128 * GiB,
-            # FACTS.md: "about 119.7 GB visible to CUDA"; read as GiB, the larger reading, because it is a ceiling.
+            # docs/facts.md: "about 119.7 GB visible to CUDA"; read as GiB, the larger reading, because it is a ceiling.
             cuda_visible_bytes=int(119.7 * GiB),
             bandwidth_bytes_s=273 * GB,
             bf16_flops=125 * TFLOPS,

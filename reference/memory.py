@@ -16,7 +16,8 @@ Equations (bytes; b = batch, L = tokens held, s = bytes per element):
                    d_inner = intermediate_size, or expand * hidden_size
     prefill      >= 2 * matmul params * L  +  attention_layers * L^2 * heads * (qk_dim + v_dim)     (causal)
 
-Checks (FACTS.md): Mixtral-8x7B holds 128 KiB of KV cache per token in bf16; mamba-2.8b's decode state is 13.1 MB.
+Checks (docs/facts.md, "The models the labs name"):
+Mixtral-8x7B holds 128 KiB of KV cache per token in bf16; mamba-2.8b's decode state is 13.1 MB.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ QWEN3_8B = 8_190_735_360
 
 def qwen_on(device: str, decode_tok_s: float) -> dict:
     """Qwen3-8B BF16, batch 1: 16.4 GB of weights per token, so the Spark's 273 GB/s allow ~16.7 tok/s (13.1 is
-    measured, FACTS.md); a CPU ceiling of 2 TB/s allows ~122."""
+    measured, docs/facts.md); a CPU ceiling of 2 TB/s allows ~122."""
     return {"model": "Qwen/Qwen3-8B", "architecture": "transformer", "params_total": QWEN3_8B,
             "params_active": QWEN3_8B, "dtype": "bfloat16", "batch_size": 1, "context_len": 512, "new_tokens": 256,
             "ttft_s": 0.2974, "decode_tok_s": decode_tok_s, "peak_mem_bytes": 16_713_452_544, "device": device}

@@ -31,8 +31,8 @@ from markupsafe import escape
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from autograder import cli
+from autograder.checks.diagnosis import NO_MATCH
 from autograder.db.store import CourseStore
-from autograder.diagnosis import NO_MATCH
 from autograder.feedback.notebook import image_data_uri, notebook_view
 from autograder.feedback.page import benchmarks_view, check_view
 from autograder.feedback.render import CSP

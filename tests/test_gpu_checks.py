@@ -17,12 +17,13 @@ from pydantic import ValidationError
 from autograder.checks.plugin import SubmissionContext
 from autograder.checks.runner import check_files, run_checks
 from autograder.course.config import CourseConfig, course_rubric
-from autograder.paths import assignments_root
+from autograder.paths import assignments_root, lab_ids
 from autograder.rubric import Rubric, load_rubric, rubric_dir
 from autograder.sandbox import CallResult
 from reference.scan import mamba_ssm_available
 
-GPU_LABS = ["lab-2.4.2-mamba-architecture", "lab-2.4.4-moe-router"]
+# The labs with GPU checks, from the rubrics on disk (rubric.yaml `gpu: true`): a new GPU lab is tested unchanged.
+GPU_LABS = [lab for lab in lab_ids() if load_rubric(lab).gpu]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU box)")
 
 
@@ -57,7 +58,7 @@ def test_only_a_gpu_course_grades_with_the_gpu_checks_under_its_own_version(lab)
 
 
 def test_a_rubric_with_gpu_checks_must_say_gpu_and_keep_their_ids_apart():
-    base = yaml.safe_load((rubric_dir(GPU_LABS[1]) / "rubric.yaml").read_text())
+    base = yaml.safe_load((rubric_dir("lab-2.4.4-moe-router") / "rubric.yaml").read_text())
     with pytest.raises(ValidationError, match="gpu_checks need gpu: true"):
         Rubric.model_validate({**base, "gpu": False})
     twice = {**base, "gpu_checks": {**base["gpu_checks"], "zloss_value": base["checks"]["zloss_value"]}}
@@ -132,7 +133,7 @@ def test_the_course_answer_on_cuda_passes_every_gpu_check(lab):
 def test_a_differently_written_correct_scan_passes_and_a_mutant_fails_on_cuda():
     from reference import selective_scan, selective_state_update
 
-    lab = GPU_LABS[0]
+    lab = "lab-2.4.2-mamba-architecture"
     other = {"selective_scan": lambda *a, **k: selective_scan(*a, **k, backend="chunked"),
              "selective_state_update": selective_state_update}
     results, errors, _ = gpu_results(lab, other, "cuda")
@@ -149,7 +150,7 @@ def test_a_differently_written_correct_scan_passes_and_a_mutant_fails_on_cuda():
 
 @needs_cuda
 def test_a_router_that_never_renormalises_fails_the_gpu_router_check_and_only_it():
-    lab = GPU_LABS[1]
+    lab = "lab-2.4.4-moe-router"
     ns = solution(lab)
 
     def unnormalised(logits, k, normalize=True):  # Qwen2-MoE's default applied to Mixtral's normalize=True

@@ -23,7 +23,7 @@ def _mamba_ssm_imports():
     if not mamba_ssm_available():
         import mamba_ssm.ops.selective_scan_interface  # noqa: F401  (raises the real import error)
 
-# FACTS.md: mamba-ssm's test tolerances for the scan's output and last_state.
+# docs/facts.md, "Selective scan": mamba-ssm's test tolerances for the scan's output and last_state.
 TOL = {torch.float32: (6e-4, 2e-3), torch.float16: (3e-3, 5e-3), torch.bfloat16: (3e-2, 5e-2)}
 
 

@@ -1,4 +1,4 @@
-"""Hardware profiles, KV cache / SSM state maths and parameter counts, against FACTS.md and transformers itself."""
+"""Hardware profiles, KV cache / SSM state maths and parameter counts, against docs/facts.md and transformers itself."""
 
 from __future__ import annotations
 

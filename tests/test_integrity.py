@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import os
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -170,7 +172,7 @@ def test_a_worker_that_raises_does_not_escape_run_local(toy, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("stamp", [b"garbage", b"2026-13-45 99:99:99", b"\xff\xfe" * 50, b"9" * 5000,
-                                   b"2026-01-01 00:00:00 /etc/shadow", "symlink", "directory"])
+                                   b"2026-01-01 00:00:00 /etc/shadow", "symlink", "directory", "huge", "fifo"])
 def test_a_garbage_or_planted_timestamp_is_a_flag_and_the_batch_goes_on(toy, tmp_path, monkeypatch, stamp):
     from toylab import LAB
 
@@ -183,6 +185,11 @@ def test_a_garbage_or_planted_timestamp_is_a_flag_and_the_batch_goes_on(toy, tmp
         (folder / "timestamp.txt").symlink_to("/etc/passwd")
     elif stamp == "directory":
         (folder / "timestamp.txt").mkdir()
+    elif stamp == "huge":  # 4 GiB, sparse: the grader must not read it (nor fill its memory) to refuse it
+        with open(folder / "timestamp.txt", "wb") as f:
+            f.truncate(4 << 30)
+    elif stamp == "fifo":  # opening a FIFO for reading would wait for a writer forever
+        os.mkfifo(folder / "timestamp.txt")
     else:
         (folder / "timestamp.txt").write_bytes(stamp)
     (course / "submitted" / "late" / LAB / "timestamp.txt").write_text("2026-01-01 02:00:00.000000 UTC")
@@ -478,16 +485,33 @@ def test_the_checks_budget_cuts_call_timeouts_and_fails_checks_past_it(toy):
     from autograder.checks.plugin import SubmissionContext
     from autograder.checks.runner import run_checks
 
-    caller = _FakeCaller("ok", wall_s=0.6)
-    results, _ = run_checks(_toy_rubric(checks_s=1.0, call_s=20), caller, "seed", SubmissionContext("s", "lab"))
+    # 2 s calls under a 3 s budget: the second call starts with about 1 s left (the slack absorbs a loaded host's
+    # own overhead between the calls), the third check finds the budget spent.
+    caller = _FakeCaller("ok", wall_s=2.0)
+    results, _ = run_checks(_toy_rubric(checks_s=3.0, call_s=20), caller, "seed", SubmissionContext("s", "lab"))
     timeouts = [t for _, t in caller.calls]
-    assert len(timeouts) == 2 and timeouts[0] <= 1.0 and timeouts[1] <= 0.5  # each cut to the time left
+    assert len(timeouts) == 2 and timeouts[0] <= 3.0 and timeouts[1] <= 1.0  # each cut to the time left
     by = {r.id: r for r in results}
     assert [r.status for r in results].count("passed") == 2
     (late,) = [r for r in results if r.status != "passed"]
     assert late.status == "error" and late.message == ("not run: this submission's checks used up their time "
-                                                       "budget (1 s)")
+                                                       "budget (3 s)")
     assert late.id in by
+
+
+def test_a_spent_checks_budget_is_flagged_for_a_person_and_an_unspent_one_is_not(toy):
+    """The budget is wall-clock time: a busy machine spends it as surely as a slow submission (issue 21), so the
+    checks it cut are flagged for a person to regrade, never silently zero."""
+    from autograder.checks.plugin import SubmissionContext
+    from autograder.checks.runner import run_all_checks
+
+    outcome = run_all_checks(_toy_rubric(checks_s=1.0, call_s=20), _FakeCaller("ok", wall_s=0.6), "seed",
+                             SubmissionContext("s", "lab"))
+    (flag,) = [f for f in outcome.flags if f.kind == "time-budget"]
+    assert re.match(r"[12] call\(s\) of the student's functions were not made", flag.message), flag.message
+    assert "--force" in flag.message
+    outcome = run_all_checks(_toy_rubric(), _FakeCaller("ok"), "seed", SubmissionContext("s", "lab"))
+    assert not [f for f in outcome.flags if f.kind == "time-budget"]
 
 
 def test_a_sandbox_gets_a_cpu_quota_from_its_cgroup():
@@ -630,9 +654,11 @@ def _host_uid_of(uid_map: str, inside_uid: int) -> int:
 
 
 @pytest.mark.slow
-def test_a_warm_sandbox_of_a_root_grader_runs_as_an_unprivileged_host_uid():
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+def test_a_sandbox_of_a_root_grader_runs_as_an_unprivileged_host_uid(warm):
     """Read inside, by a notebook cell and by a call: the sandbox's uid maps onto a host uid that is neither 0 nor
-    the grader's, and the work folder is that uid's alone; files the grader writes and reads back still work."""
+    the grader's, with no capabilities and no nested user namespace; the work folder is that uid's alone, what the
+    sandbox writes there is that uid's on the host, and the grader still reads it back."""
     import json
     import os
 
@@ -644,15 +670,20 @@ def test_a_warm_sandbox_of_a_root_grader_runs_as_an_unprivileged_host_uid():
     check_sandbox_available()
     if os.geteuid() != 0:
         pytest.skip("the grader is not root: the sandbox maps onto the grader's own uid, nobody special on the host")
-    source = ("import os, json\ndef ids():\n    return open('/proc/self/uid_map').read(), os.getuid()\n"
-              "print(json.dumps(ids()))\nopen('/submission/written.txt', 'w').write('inside')")
+    source = ("import os, json, ctypes\ndef ids():\n    return open('/proc/self/uid_map').read(), os.getuid()\n"
+              "caps = [line.split()[1] for line in open('/proc/self/status')\n"
+              "        if line.startswith(('CapPrm', 'CapEff', 'CapBnd'))]\n"
+              "nested = ctypes.CDLL(None, use_errno=True).unshare(0x10000000)  # CLONE_NEWUSER\n"
+              "print(json.dumps([ids(), caps, nested]))\nopen('/submission/written.txt', 'w').write('inside')")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    with Sandbox(nbformat.writes(nb).encode(), warm=True) as sandbox:
+    with Sandbox(nbformat.writes(nb).encode(), warm=warm) as sandbox:
         run = sandbox.run()
-        if not sandbox.timings.get("warm_start"):
+        if warm and not sandbox.timings.get("warm_start"):
             pytest.skip(f"no warm start on this host ({zg.__name__}: cgroups or namespaces unavailable)")
-        assert run.status == "ok", run.detail
-        printed = json.loads(nbformat.reads(run.notebook.decode(), 4).cells[0].outputs[0]["text"])
+        assert bool(sandbox.timings.get("warm_start")) == warm
+        assert run.status == "ok", (run.detail, sandbox.stderr_tail())
+        printed, caps, nested = json.loads(nbformat.reads(run.notebook.decode(), 4).cells[0].outputs[0]["text"])
+        assert caps == ["0000000000000000"] * 3 and nested == -1
         called = sandbox.call("ids")
         assert called.ok, called.error
         for uid_map, uid in (printed, called.value):
@@ -660,4 +691,107 @@ def test_a_warm_sandbox_of_a_root_grader_runs_as_an_unprivileged_host_uid():
             assert host not in (0, os.geteuid()), uid_map
         work = sandbox.work_dir
         assert work.stat().st_uid == host and work.stat().st_mode & 0o077 == 0  # writable for that uid only
+        assert (work / "written.txt").stat().st_uid == host  # the host's own view agrees with the map read inside
         assert (work / "written.txt").read_text() == "inside"  # the grader reads back what the sandbox wrote
+
+
+def test_the_seccomp_program_refuses_nested_user_namespaces_and_nothing_else(tmp_path):
+    """Cold starts of a root grader replace bwrap's --disable-userns by this program (bwrap.RootMap): loaded into a
+    child here, it refuses unshare(CLONE_NEWUSER) and clone3, while threads and subprocesses still start."""
+    import platform
+    import subprocess
+    import sys
+
+    from autograder.sandbox import bwrap as bw
+
+    if platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip(f"no seccomp program for {platform.machine()}")
+    (tmp_path / "prog").write_bytes(bw.seccomp_no_userns())
+    child = (
+        "import ctypes, subprocess, sys, threading\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "prog = open(sys.argv[1], 'rb').read()\n"
+        "buf = ctypes.create_string_buffer(prog)\n"
+        "class Fprog(ctypes.Structure):\n"
+        "    _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_void_p)]\n"
+        "fp = Fprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))\n"
+        "assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS\n"
+        "assert libc.prctl(22, 2, ctypes.byref(fp), 0, 0) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER\n"
+        "out = []\n"
+        "out.append(libc.unshare(0x10000000) == -1 and ctypes.get_errno() == 1)  # EPERM\n"
+        "out.append(libc.unshare(0) == 0)  # unshare without CLONE_NEWUSER passes the program\n"
+        "out.append(libc.syscall(435, 0, 0) == -1 and ctypes.get_errno() == 38)  # clone3: ENOSYS, libc falls back\n"
+        "t = threading.Thread(target=out.append, args=(True,)); t.start(); t.join()\n"
+        "out.append(subprocess.run(['/bin/true']).returncode == 0)\n"
+        "print(out)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child, str(tmp_path / "prog")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[True, True, True, True, True]"
+
+
+def test_a_root_graders_cold_argv_waits_for_the_map_and_drops_to_the_sandbox_uid(tmp_path):
+    from pathlib import Path
+
+    from autograder.sandbox import bwrap as bw
+
+    mounts = bw.Mounts(work_dir=tmp_path / "work", etc_dir=tmp_path / "etc", runner_dir=tmp_path / "inside",
+                       python_dirs=(Path("/root/.pyenv/versions/3.11"), Path("/usr")))
+    root_map = bw.RootMap(host_id=65534, block_fd=11, info_fd=12, seccomp_fd=13)
+    argv = bw.build_argv(mounts, {}, tmp_bytes=1 << 20, root_map=root_map)
+    joined = " ".join(argv)
+    assert "--disable-userns" not in argv and "--uid" not in argv  # bwrap refuses both with a block fd
+    assert "--userns-block-fd 11 --info-fd 12 --seccomp 13" in joined
+    assert "--perms 0755 --dir /root --perms 0755 --dir /root/.pyenv" in joined and "--dir /usr" not in joined
+    assert "--perms 1777 --tmpfs /tmp" in joined
+    tail = argv[argv.index("--", argv.index("--chdir")) + 1:]
+    assert tail[0] == bw.SETPRIV and "--reuid=65534" in tail and "--bounding-set=-all" in tail
+    assert tail[tail.index("--") + 2:] == ["-I", bw.INSIDE_RUNNER]
+    plain = bw.build_argv(mounts, {}, tmp_bytes=1 << 20)
+    assert "--disable-userns" in plain and bw.SETPRIV not in plain and "--perms" not in plain
+
+
+def test_a_root_graders_models_folder_is_opened_to_the_sandbox_uid_it_maps_onto(tmp_path):
+    """save_pretrained writes 0600 files and pytest 0700 folders: nobody on the host could not load them."""
+    import stat
+
+    from autograder.sandbox import bwrap as bw
+
+    models = tmp_path / "models"
+    (models / "tiny").mkdir(parents=True)
+    (models / "tiny" / "model.safetensors").write_bytes(b"weights")
+    (models / "tiny" / "model.safetensors").chmod(0o600)
+    models.chmod(0o700)
+    assert bw.open_models_to_others(models) is None
+    assert stat.S_IMODE(models.stat().st_mode) == 0o705
+    assert stat.S_IMODE((models / "tiny" / "model.safetensors").stat().st_mode) == 0o604
+
+
+def test_a_forbidden_call_is_shown_on_the_feedback_page_and_in_the_class_report(tmp_path):
+    """The flag that run_all_checks makes (see above) reaches the student's page and the instructor's report."""
+    with pytest.MonkeyPatch.context() as mp:  # the session's toy lab (conftest) hides the course's rubrics
+        mp.delenv("SPARKGRADE_RUBRICS", raising=False)
+        mp.delenv("SPARKGRADE_ASSIGNMENTS", raising=False)
+        _forbidden_call_shown(tmp_path)
+
+
+def _forbidden_call_shown(tmp_path):
+    from autograder.checks.runner import apply_forbid
+    from autograder.feedback.page import write_feedback
+    from autograder.feedback.report import write_report
+
+    rubric = _rubric_with_policy("zero")
+    check = CheckResult("lbl_uniform", "load_balancing_loss", 2.0, 2.0, "passed")
+    called = ["transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func"]
+    checks, flags = apply_forbid(rubric, [check], {"load_balancing_loss": called})
+    rec = GradeRecord(student="s1", assignment=LBL_LAB, status="graded", score=0.0, max_score=2.0,
+                      checks=tuple(checks), flags=(*flags, Flag("timestamp", "for the instructor")),
+                      content_hash="h", seed="s", rubric_version="1", sandboxed=True)
+    page = write_feedback(tmp_path, rec, rubric, "cpu").read_text()
+    assert 'id="forbidden-calls"' in page and "modeling_mixtral.load_balancing_loss_func" in page
+    assert "for the instructor" not in page  # an instructor's flag stays off the student's page
+    clean = GradeRecord(**{**rec.__dict__, "student": "s2", "flags": ()})
+    assert 'id="forbidden-calls"' not in write_feedback(tmp_path, clean, rubric, "cpu").read_text()
+    report = write_report(tmp_path, [rec, clean], rubric).read_text()
+    assert "forbidden-call" in report and "modeling_mixtral.load_balancing_loss_func" in report

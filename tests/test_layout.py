@@ -110,3 +110,27 @@ def test_the_code_inside_the_sandbox_imports_nothing_of_the_grader() -> None:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.split(".")[0] in PACKAGES for n in names), f"{path.name} imports {names}"
+
+
+def _lab_ids_named(text: str) -> set[str]:
+    from autograder.paths import lab_ids
+
+    return {lab for lab in lab_ids() if lab in text}
+
+
+def test_no_file_outside_the_labs_lists_every_lab() -> None:
+    """A lab is data: a new lab is found on disk (autograder.paths.lab_ids), so no engine, test, CI or build file
+    keeps a list of the labs for someone to extend. Tests of one lab's behaviour may name that lab."""
+    from autograder.paths import lab_ids
+
+    files = [p for p in (ROOT / "autograder").rglob("*.py")] + [p for p in (ROOT / "tests").glob("*.py")]
+    files += [ROOT / "Makefile", ROOT / "pyproject.toml", *(ROOT / ".ci").glob("*")]
+    every = len(lab_ids())
+    listing = {str(p.relative_to(ROOT)) for p in files if p.is_file() and len(_lab_ids_named(p.read_text())) == every}
+    assert not listing, f"these files list the labs by name; find them on disk instead: {sorted(listing)}"
+
+
+def test_the_lab_list_finder_sees_a_list() -> None:
+    from autograder.paths import lab_ids
+
+    assert len(_lab_ids_named(repr(lab_ids()))) == len(lab_ids()) > 2

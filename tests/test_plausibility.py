@@ -1,5 +1,6 @@
 """Benchmark plausibility: honest numbers pass, a record built to break each rule is caught, nothing honest is
-called impossible. Honest data: the published DGX Spark measurements (FACTS.md) and real CPU runs of tiny models."""
+called impossible. Honest data: the published DGX Spark measurements (docs/facts.md, "Hardware") and real CPU
+runs of tiny models."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ QWEN3_8B = 8_190_735_360
 
 
 def qwen(**over: Any) -> dict[str, Any]:
-    """Qwen3-8B BF16 on the Spark, 13.1 tok/s decode (FACTS.md); TTFT at ~25 TFLOP/s of prefill."""
+    """Qwen3-8B BF16 on the Spark, 13.1 tok/s decode (docs/facts.md); TTFT at ~25 TFLOP/s of prefill."""
     rec = {"model": "Qwen/Qwen3-8B", "architecture": "transformer", "params_total": QWEN3_8B,
            "params_active": QWEN3_8B, "dtype": "bfloat16", "batch_size": 1, "context_len": 512, "new_tokens": 256,
            "ttft_s": 0.2974, "decode_tok_s": 13.1, "peak_mem_bytes": 16_713_452_544, "device": "NVIDIA GB10"}

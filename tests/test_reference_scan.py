@@ -123,7 +123,8 @@ def test_dtype_policy(dtype):
 
 
 def test_half_precision_within_mamba_ssm_tolerances():
-    # FACTS.md: bf16 rtol 3e-2 / atol 5e-2 against the fp32 reference of the same (rounded) inputs.
+    # docs/facts.md, "Selective scan":
+    # bf16 rtol 3e-2 / atol 5e-2 against the fp32 reference of the same (rounded) inputs.
     x = make_inputs(2, 8, 64, 16, "variable", dtype=torch.float32)
     args16 = [x[k].to(torch.bfloat16) for k in ("u", "delta", "A", "B", "C")]
     ref = selective_scan(*[a.float() for a in args16], backend="sequential")

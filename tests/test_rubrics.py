@@ -15,6 +15,7 @@ is also the trusted side's $SPARKGRADE_MODELS_TRUSTED.
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.util
 import json
 import math
@@ -29,11 +30,13 @@ import torch
 import transformers
 
 import reference
-from autograder.checks.plugin import GRAD_OUTPUT, GRAD_WRT, SubmissionContext
+from autograder.checks.api import PROBE
+from autograder.checks.plugin import GRAD_OUTPUT, GRAD_WRT, RETURN_ARGS, SubmissionContext
 from autograder.checks.runner import check_files, load_misconceptions, run_checks
 from autograder.paths import assignments_root, rubrics_root
 from autograder.rubric import load_rubric
 from autograder.sandbox import CallResult, Model
+from autograder.sandbox.inside import harness
 
 FUNCTION_LABS = sorted(p.parent.name for p in rubrics_root().glob("*/misconceptions.py"))
 MODELS_ENV = "SPARKGRADE_MODELS_TRUSTED"
@@ -70,13 +73,21 @@ class LocalCaller:
     def call(self, function, args=(), kwargs=None, *, timeout_s=None, device=None, forbid=()):
         # forbid (rubric `forbid:`) is traced inside the sandbox only: in-process calls report nothing.
         fn = self.namespace.get(function)
-        if fn is None:
+        if fn is None and PROBE not in (kwargs or {}):
             return CallResult("error", error=f"NameError: {function!r} is not defined", sandboxed=False)
         args, kwargs = list(_resolve(_copy(tuple(args)))), _resolve(_copy(dict(kwargs or {})))
         wrt, grad_output = kwargs.pop(GRAD_WRT, None), kwargs.pop(GRAD_OUTPUT, None)
+        probe = kwargs.pop(PROBE, None)
+        start = time.perf_counter()
+        returned = kwargs.pop(RETURN_ARGS, None)
         try:
-            if wrt is None:
+            if probe == "reference_generation":  # the harness's trusted timing, as the kernel runs it
+                value = harness._sparkgrade_reference_generation(*args, **kwargs)
+            elif probe == "forwards":
+                value = harness._sparkgrade_count_forwards(fn, args, kwargs)
+            elif wrt is None:
                 value = fn(*args, **kwargs)
+                value = value if returned is None else (value, [args[i] for i in returned])
             else:  # a gradient call, as sandbox/inside/harness.py answers it
                 for i in wrt:
                     args[i] = args[i].requires_grad_(True)
@@ -85,7 +96,7 @@ class LocalCaller:
                 value = torch.autograd.grad(out, [args[i] for i in wrt], grad_output, allow_unused=True)
         except Exception as exc:
             return CallResult("error", error=f"{type(exc).__name__}: {exc}", sandboxed=False)
-        return CallResult("ok", value=_copy(value), sandboxed=False)
+        return CallResult("ok", value=_copy(value), round_trip_s=time.perf_counter() - start, sandboxed=False)
 
 
 def _copy(v):
@@ -100,7 +111,12 @@ def _copy(v):
 
 def _resolve(v):
     if isinstance(v, Model):
-        return load_model(os.environ[MODELS_ENV], v.name, v.dtype)
+        if v.config is None and not v.lora and v.freeze is None:
+            return load_model(os.environ[MODELS_ENV], v.name, v.dtype)
+        from autograder.checks.trusted import build_model
+
+        # A fresh copy, as each sandbox builds its own: a student's function may change requires_grad.
+        return copy.deepcopy(build_model(os.environ[MODELS_ENV], v))
     if isinstance(v, list | tuple):
         return type(v)(_resolve(x) for x in v)
     if isinstance(v, dict):
@@ -178,9 +194,14 @@ def _count_by_storage(model):
 
 
 def _lora_targets_by_class(model):
-    """The lab's answer found by the mixer's class: its Linear children fed by the torch path as modules."""
-    mixer = next(m for m in model.modules() if type(m).__name__ == "MambaMixer")
-    return [n for n, m in mixer.named_children() if isinstance(m, torch.nn.Linear) and n in {"in_proj", "x_proj"}]
+    """The lab's answer found from module paths: Linear modules named in_proj / x_proj whose parent is a mixer."""
+    found: list[str] = []
+    for path, module in model.named_modules():
+        parent, _, last = path.rpartition(".")
+        if (isinstance(module, torch.nn.Linear) and last in ("in_proj", "x_proj") and last not in found
+                and "Mixer" in type(model.get_submodule(parent)).__name__):
+            found.append(last)
+    return found
 
 
 # Independent implementations where the reference package has no function of that name (or another signature).
@@ -217,12 +238,20 @@ def test_rubric_lists_exactly_the_checks_its_tests_define(lab):
         tree = ast.parse(Path(path).read_text())
         defined |= {n.name.removeprefix("test_") for n in tree.body
                     if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
-    assert defined == set(load_rubric(lab).checks)
+    rubric = load_rubric(lab)
+    declared = set(rubric.benchmark_rules)  # served by autograder/checks/benchmark_rules.py, not the lab's files
+    assert not defined & declared, "a check both declared by its rules and written in the lab's files"
+    assert defined | declared == set(rubric.checks)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # benchmarks.json: honest files measured on the tiny models with the labs' own helpers, and fabricated ones
 
+# One honest benchmarks.json serves every lab that judges benchmarks (found on disk: a rubric check of function
+# "benchmarks"): each tiny model at two context lengths with every field a lab records (perplexity, the KV cache or
+# SSM state), plus a LoRA fine-tune record. A new lab's benchmark checks are tested against it unchanged.
+BENCHMARK_LABS = sorted(lab for lab in FUNCTION_LABS
+                        if any(c.function == "benchmarks" for c in load_rubric(lab).checks.values()))
 HONEST_FILES: dict[str, dict[str, bytes]] = {}
 
 
@@ -248,24 +277,19 @@ def _measure(models_dir: Path, names, contexts, path: Path, **extra_fields) -> N
 def honest_benchmark_files(models_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("benchmarks")
     os.environ.setdefault(MODELS_ENV, str(models_dir))
-    inference = out / "2.4.1.json"
-    _measure(models_dir, ("llama", "mamba"), (16, 32), inference,
-             kv_or_state_bytes=lambda m, c: reference.kv_cache_bytes(m.config, c + 6, 1, 4)
-             + reference.mamba_state_bytes(m.config, 1, 4))
-    HONEST_FILES["lab-2.4.1-mamba-inference"] = {"benchmarks.json": inference.read_bytes()}
-    comparison = out / "2.4.5.json"
+    honest = out / "benchmarks.json"
     text = (models_dir / "data" / "corpus" / "prose_valid.txt").read_text()
     ids = transformers.AutoTokenizer.from_pretrained(models_dir / "llama").encode(text, return_tensors="pt")[:, :200]
+    fields = dict(perplexity=lambda m, c: reference.perplexity(m, ids, 64, 32), bits_per_byte=lambda m, c: 1.0,
+                  kv_or_state_bytes=lambda m, c: reference.kv_cache_bytes(m.config, c + 6, 1, 4)
+                  + reference.mamba_state_bytes(m.config, 1, 4))
     names = [n for n in ("llama", "mamba", "qwen2-moe", "jamba") if (models_dir / n).is_dir()]
-    _measure(models_dir, names, (16, 32), comparison,
-             perplexity=lambda m, c: reference.perplexity(m, ids, 64, 32), bits_per_byte=lambda m, c: 1.0)
-    HONEST_FILES["lab-2.4.5-architecture-comparison"] = {"benchmarks.json": comparison.read_bytes()}
-    finetune = out / "2.4.6.json"
-    _measure(models_dir, ("mamba",), (12,), finetune, notes="LoRA fine-tune (lab 2.4.6)",
+    _measure(models_dir, names, (16, 32), honest, **fields)
+    _measure(models_dir, ("mamba",), (12,), honest, notes="LoRA fine-tune", **fields,
              finetune=lambda m, c: dict(targets=["in_proj", "x_proj"], rank=8, alpha=16, steps=25, batch_size=16,
                                         lr=5e-3, trainable=9216, train_s=3.1, train_tok_s=2900.0, loss_first=6.93,
                                         loss_last=2.41))
-    HONEST_FILES["lab-2.4.6-mamba-finetuning"] = {"benchmarks.json": finetune.read_bytes()}
+    HONEST_FILES.update({lab: {"benchmarks.json": honest.read_bytes()} for lab in BENCHMARK_LABS})
     yield HONEST_FILES
     HONEST_FILES.clear()
 
@@ -284,8 +308,7 @@ def _fabricated(honest: bytes) -> bytes:
     return json.dumps(records).encode()
 
 
-@pytest.mark.parametrize("lab", sorted(lab for lab in FUNCTION_LABS
-                                       if any(c.function == "benchmarks" for c in load_rubric(lab).checks.values())))
+@pytest.mark.parametrize("lab", BENCHMARK_LABS)
 def test_benchmark_checks_take_points_for_impossible_numbers_and_a_missing_file(lab):
     ns = solution_namespace(lab)
     fabricated = {"benchmarks.json": _fabricated(HONEST_FILES[lab]["benchmarks.json"])}
@@ -302,10 +325,9 @@ def _ms(solution):
     return lambda model, ids, n: {**solution(model, ids, n), "ttft_s": 1000 * solution(model, ids, n)["ttft_s"]}
 
 
-def _ignores_new_tokens(solution):
+def _fewer_tokens(solution):
     def measure(model, ids, n):
-        r = solution(model, ids, 3)  # always 3 tokens, but divides by the tokens asked for
-        return {**r, "decode_tok_s": r["decode_tok_s"] * (n - 1) / 2}
+        return solution(model, ids, max(2, n // 2))  # half the tokens asked for, numbers as if all were made
     return measure
 
 
@@ -314,17 +336,99 @@ def _megabytes(solution):
         "peak_mem_bytes"] // 2**20}
 
 
-@pytest.mark.parametrize(("lab", "wrong", "check"), [
-    ("lab-2.4.1-mamba-inference", _ms, "benchmark_fits_the_call"),
-    ("lab-2.4.1-mamba-inference", _ignores_new_tokens, "benchmark_scales_with_new_tokens"),
-    ("lab-2.4.1-mamba-inference", _megabytes, "benchmark_peak_memory"),
+def _scaled_by_10(solution):
+    def measure(model, ids, n):
+        r = solution(model, ids, n)
+        return {**r, "ttft_s": r["ttft_s"] * 10, "decode_tok_s": r["decode_tok_s"] * 10}
+    return measure
+
+
+def _constants(solution):
+    return lambda model, ids, n: {"ttft_s": 0.02, "decode_tok_s": 100.0, "peak_mem_bytes": 10**9}
+
+
+def _clocked_by_a_logits_processor(solution):
+    """A correct answer written differently: the clock is a LogitsProcessor (generate() calls it once per new token,
+    after that token's forward call) instead of a streamer, and peak memory is the weights' bytes."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class Stamp(LogitsProcessor):
+        def __init__(self):
+            self.times = []
+
+        def __call__(self, input_ids, scores):
+            self.times.append(time.perf_counter())
+            return scores
+
+    def measure(model, ids, n):
+        kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.config.eos_token_id,
+                      max_new_tokens=n, min_new_tokens=n)
+        with torch.inference_mode():
+            model.generate(ids, **kwargs)  # warm-up
+            stamp = Stamp()
+            start = time.perf_counter()
+            model.generate(ids, logits_processor=LogitsProcessorList([stamp]), **kwargs)
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        return {"ttft_s": stamp.times[0] - start, "decode_tok_s": (n - 1) / (stamp.times[-1] - stamp.times[0]),
+                "peak_mem_bytes": weights}
+    return measure
+
+
+BENCHMARK_LAB = "lab-2.4.1-mamba-inference"
+
+
+@pytest.mark.parametrize(("wrong", "check"), [
+    (_ms, "benchmark_ttft_agrees_with_the_grader"),
+    (_fewer_tokens, "benchmark_generates_new_tokens"),
+    (_megabytes, "benchmark_peak_memory"),
 ])
-def test_dishonest_benchmark_generation_fails_its_check(lab, wrong, check):
+def test_dishonest_benchmark_generation_fails_its_check(wrong, check):
     """Timings have no misconception catalogue (no mutant reproduces a clock): each check's message must do."""
-    ns = solution_namespace(lab)
+    ns = solution_namespace(BENCHMARK_LAB)
     ns["benchmark_generation"] = wrong(ns["benchmark_generation"])
-    _, results = grade_locally(lab, ns, select_check=check)
+    _, results = grade_locally(BENCHMARK_LAB, ns, select_check=check)
     assert results[check].status == "failed", results[check]
+
+
+def _benchmark_checks(ns) -> dict:
+    rubric = load_rubric(BENCHMARK_LAB)
+    results, errors = run_checks(rubric, LocalCaller(ns), "seed", SubmissionContext("t", BENCHMARK_LAB, {}),
+                                 [cid for cid, c in rubric.checks.items() if c.function == "benchmark_generation"])
+    assert not errors, errors
+    return {r.id: r for r in results}
+
+
+def test_invented_benchmark_numbers_earn_no_point():
+    ns = solution_namespace(BENCHMARK_LAB)
+    ns["benchmark_generation"] = _constants(ns["benchmark_generation"])
+    results = _benchmark_checks(ns)
+    assert {k: r.status for k, r in results.items()} == dict.fromkeys(results, "failed")
+    assert all("without running the model" in r.message for r in results.values())
+
+
+def test_numbers_scaled_by_10_fail_both_agreement_checks_and_keep_the_evidence():
+    ns = solution_namespace(BENCHMARK_LAB)
+    ns["benchmark_generation"] = _scaled_by_10(ns["benchmark_generation"])
+    results = _benchmark_checks(ns)
+    failed = {k for k, r in results.items() if r.status == "failed"}
+    assert failed == {"benchmark_ttft_agrees_with_the_grader", "benchmark_decode_agrees_with_the_grader"}, {
+        k: r.message for k, r in results.items()}
+    evidence = results["benchmark_decode_agrees_with_the_grader"].details["evidence"]
+    assert set(evidence) == {"mamba", "llama"}
+    for found in evidence.values():  # how the verdict was reached: the grader's timings, the student's, the ratios
+        assert len(found["grader"]) == len(found["student"]) == len(found["hook_ratios"]) >= 4
+        assert sorted(found["hook_ratios"])[len(found["hook_ratios"]) // 2] > found["hook_factor"]
+
+
+def test_a_differently_written_honest_benchmark_passes_and_keeps_the_evidence():
+    ns = solution_namespace(BENCHMARK_LAB)
+    ns["benchmark_generation"] = _clocked_by_a_logits_processor(ns["benchmark_generation"])
+    results = _benchmark_checks(ns)
+    assert all(r.status == "passed" for r in results.values()), {k: r.message for k, r in results.items()}
+    found = results["benchmark_ttft_agrees_with_the_grader"].details["evidence"]["llama"]
+    assert len(found["grader"]) == len(found["student"]) and found["ratio"] > 0
+    assert sorted(found["hook_ratios"])[len(found["hook_ratios"]) // 2] <= found["hook_factor"]
+    assert results["benchmark_generates_new_tokens"].details["evidence"]["mamba"]["longest_generation"] >= 6
 
 
 @pytest.mark.parametrize("lab", sorted(p.parent.name for p in rubrics_root().glob("*/rubric.yaml")))

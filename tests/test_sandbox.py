@@ -243,12 +243,32 @@ def test_codec_round_trips_the_allowed_kinds() -> None:
     decoded = json.loads(spec)
     kinds = ["tensor", "int", "float", "bool", "none", "str", "list", "tuple", "dict"]
     assert [a["t"] for a in decoded["args"]] == kinds
-    assert decoded["kwargs"]["m"] == {"t": "model", "name": "tiny", "dtype": None}
+    assert decoded["kwargs"]["m"] == {"t": "model", "name": "tiny", "dtype": None, "config": None, "lora": [],
+                                      "freeze": None}
     assert blob  # tensors go as safetensors
     with pytest.raises(TypeError):
         encode_call((object(),), {}, None)
     with pytest.raises(ValueError):
         encode_call((Model("../../etc"),), {}, None)
+
+
+def test_model_variants_cross_checked_and_build_alike_on_the_grader_side(tiny_models_dir: Path) -> None:
+    from autograder.checks.trusted import build_model
+
+    variant = Model("mamba", config=json.dumps({"model_type": "mamba2", "hidden_size": 32, "num_hidden_layers": 2,
+                                                "vocab_size": 64, "state_size": 8, "num_heads": 4, "head_dim": 16}),
+                    lora=("in_proj",), freeze="embeddings")
+    spec, _ = encode_call((variant,), {}, None)
+    assert json.loads(spec)["args"][0]["lora"] == ["in_proj"]
+    for bad in (Model("m", config="[1]"), Model("m", lora=("a.b",)), Model("m", freeze="(")):
+        with pytest.raises(ValueError):
+            encode_call((bad,), {}, None)
+    model = build_model(str(tiny_models_dir), variant)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)  # peft froze the base, the pattern nothing more
+    frozen = build_model(str(tiny_models_dir), Model("mamba", freeze=r"layers\.0\.|embeddings"))
+    names = {n for n, p in frozen.named_parameters() if not p.requires_grad}
+    assert names and all(".layers.0." in n or "embeddings" in n for n in names)
 
 
 def test_codec_rejects_unknown_kinds_and_dangling_tensors() -> None:
@@ -293,6 +313,17 @@ def test_calls_return_checked_values(benign: Sandbox) -> None:
     torch.testing.assert_close(total, x.sum())
     torch.testing.assert_close(items[1], x * 2)
     assert stats == {"n": 12, "mean": pytest.approx(float(x.mean()))}
+
+
+@needs_bwrap
+def test_a_call_can_hand_back_the_arguments_it_updated_in_place(benign: Sandbox) -> None:
+    from autograder.checks.api import RETURN_ARGS
+
+    x = torch.zeros(3)
+    value, (after,) = benign.call("bump_", (x,), {RETURN_ARGS: [0]}).value
+    torch.testing.assert_close(value, torch.tensor(3.0))
+    torch.testing.assert_close(after, torch.ones(3))  # the sandbox's copy, as the function left it
+    torch.testing.assert_close(x, torch.zeros(3))  # the grader's own tensor never crossed
 
 
 @needs_bwrap

@@ -47,6 +47,7 @@ MISCONCEPTIONS = [
                   "the probabilities must sum to one over the last axis (the classes), not the first.",
                   lambda x: torch.softmax(x, 0)),
 ]
+REFERENCES = {"softmax": lambda x: torch.softmax(x, -1)}
 '''
 
 SETUP = "import torch\nEPS = 1e-12"

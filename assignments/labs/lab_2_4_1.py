@@ -180,7 +180,7 @@ def mamba_state_bytes(config, batch_size=1, dtype_bytes=2):
 
 MAMBA_TESTS = '''
 # Visible tests for mamba_state_bytes.
-assert mamba_state_bytes(mamba_2_8b) == 13_107_200, "mamba-2.8b's decode state is 13.1 MB in bf16 (FACTS.md)"
+assert mamba_state_bytes(mamba_2_8b) == 13_107_200, "mamba-2.8b's decode state is 13.1 MB in bf16"
 assert mamba_state_bytes(mamba_2_8b, batch_size=8, dtype_bytes=4) == 8 * 2 * 13_107_200
 assert mamba_state_bytes({**mamba_2_8b, "intermediate_size": 4000}) == 64 * 4000 * 20 * 2, "intermediate_size wins"
 assert mamba_state_bytes({"num_hidden_layers": 32, "hidden_size": 2560, "num_attention_heads": 32}) == 0

@@ -99,7 +99,7 @@ def cells() -> list:
         ## 1. Trainable vs total parameters
 
         Implement `count_trainable_parameters(model) -> (trainable, total)`: the number of parameter elements with
-        `requires_grad`, and of all parameter elements (each shared/tied tensor counted once, as `model.parameters()`
+        `requires_grad`, and of all parameter elements (each shared or tied tensor counted once, as `model.parameters()`
         yields it). Return plain ints.
         """),
         solution("count_trainable_parameters", COUNT_TRAINABLE),

@@ -7,7 +7,9 @@ number is compared, and comparisons never call anything on the student's values 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,16 @@ import torch
 
 # A last axis with one of these names runs along the sequence: the feedback page plots the error along it.
 SEQUENCE_AXES = ("L", "seq", "position", "token")
+# Reserved keyword that makes the call harness observe a call (sandbox/inside/harness.py pops it before the call):
+# "forwards" records the model's forward calls during the student's call, "reference_generation" runs the grader's
+# own trusted generation timing in the same kernel instead of the student's function.
+PROBE = "__sparkgrade_probe__"
+# Reserved keyword names that turn a call into a gradient call (sandbox/inside/harness.py pops them before the call).
+GRAD_WRT = "__sparkgrade_grad_wrt__"
+GRAD_OUTPUT = "__sparkgrade_grad_output__"
+# Reserved keyword: the call returns (value, [args[i] for i in RETURN_ARGS]) as they are after the call, so a check
+# can see what the function updated in place.
+RETURN_ARGS = "__sparkgrade_return_args__"
 # Plot data a failed check keeps for the feedback page: every entry of CheckFailed.details that is a list of at most
 # this many numbers (the largest error along the sequence, the tokens each expert received, ...). Which of them
 # become figures is the feedback's business (the registry in autograder.feedback.figures), so a new kind of figure
@@ -57,6 +69,42 @@ class Misconception:
     function: str
     explanation: str
     mutant: Callable[..., Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How closely a check compared a student's value with the reference's: exact when both are 0.
+
+    Diagnosis compares the student's values with a mutant's under the check's own tolerances, so a mutant is never
+    named for a difference the check itself would not see (nor matched where the check demands exact integers)."""
+
+    rtol: float
+    atol: float
+
+    @property
+    def exact(self) -> bool:
+        return self.rtol == 0 and self.atol == 0
+
+
+EXACT = Tolerance(0.0, 0.0)
+_TOLERANCES: ContextVar[list[Tolerance] | None] = ContextVar("sparkgrade_check_tolerances", default=None)
+
+
+@contextmanager
+def recording_tolerances() -> Iterator[list[Tolerance]]:
+    """Collect the tolerance of every expect_* comparison made inside the block (one check's run)."""
+    seen: list[Tolerance] = []
+    token = _TOLERANCES.set(seen)
+    try:
+        yield seen
+    finally:
+        _TOLERANCES.reset(token)
+
+
+def _record(tolerance: Tolerance) -> None:
+    seen = _TOLERANCES.get()
+    if seen is not None:
+        seen.append(tolerance)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -103,17 +151,18 @@ def expect_close(actual: Any, expected: torch.Tensor, *, name: str, rtol: float,
     ``axes`` names the dimensions (e.g. ("batch", "dim", "L")) so the failure says where the largest error is.
     When the last axis is the sequence (``axes[-1]`` in SEQUENCE_AXES) the largest error at each position is kept
     in ``details['error_profile']`` for the feedback figure."""
-    actual = expect_tensor(actual, name=name, shape=tuple(expected.shape),
-                           dtype=expected.dtype if check_dtype else None)
-    if is_close(actual, expected, rtol, atol):
-        return actual
-    err, index = largest_error(actual, expected)
+    _record(Tolerance(rtol, atol))
+    got = expect_tensor(actual, name=name, shape=tuple(expected.shape),
+                        dtype=expected.dtype if check_dtype else None)
+    if is_close(got, expected, rtol, atol):
+        return got
+    err, index = largest_error(got, expected)
     where = ", ".join(f"{ax}={i}" for ax, i in zip(axes, index, strict=False)) if axes else str(list(index))
-    bad = (actual.double() - expected.double()).abs() > atol + rtol * expected.double().abs()
+    bad = (got.double() - expected.double()).abs() > atol + rtol * expected.double().abs()
     share = float(bad.float().mean())
     details: dict[str, Any] = {"output": name, "max_abs_error": err, "at": list(index), "share_wrong": share}
     if axes and axes[-1] in SEQUENCE_AXES and expected.shape[-1] > 1:
-        profile = (actual.double() - expected.double()).abs()
+        profile = (got.double() - expected.double()).abs()
         profile = profile.reshape(-1, expected.shape[-1]).amax(dim=0)
         details["error_profile"] = [float(x) for x in profile[:512]]
     raise CheckFailed(
@@ -125,6 +174,7 @@ def expect_close(actual: Any, expected: torch.Tensor, *, name: str, rtol: float,
 
 def expect_equal(actual: Any, expected: Any, *, name: str) -> Any:
     """Exact equality for integers, index tensors and small structures."""
+    _record(EXACT)
     if isinstance(expected, torch.Tensor):
         actual = expect_tensor(actual, name=name, shape=tuple(expected.shape))
         if not torch.equal(actual.to(expected.dtype), expected):
@@ -142,6 +192,7 @@ def expect_equal(actual: Any, expected: Any, *, name: str) -> Any:
 
 def expect_number(actual: Any, expected: float, *, name: str, rtol: float = 1e-6, atol: float = 0.0) -> float:
     """A scalar: a Python number or a 0-d / one-element tensor."""
+    _record(Tolerance(rtol, atol))
     if isinstance(actual, torch.Tensor):
         if actual.numel() != 1:
             raise CheckFailed(f"{name} should be a scalar, got a tensor of shape {tuple(actual.shape)}")

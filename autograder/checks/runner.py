@@ -7,10 +7,12 @@ import dataclasses
 import importlib.util
 import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -22,17 +24,34 @@ from autograder.rubric import Rubric, rubric_dir
 
 
 @cache
-def load_misconceptions(lab: str) -> tuple[Misconception, ...]:
-    """rubrics/<lab>/misconceptions.py: a module-level MISCONCEPTIONS list (trusted course code)."""
-    path = rubric_dir(lab) / "misconceptions.py"
+def _rubric_module(lab: str, stem: str) -> ModuleType | None:
+    """rubrics/<lab>/<stem>.py imported under a private name (trusted course code), or None when absent."""
+    path = rubric_dir(lab) / f"{stem}.py"
     if not path.is_file():
-        return ()
-    name = "sparkgrade_misconceptions_" + lab.replace(".", "_").replace("-", "_")
+        return None
+    name = f"sparkgrade_{stem}_" + lab.replace(".", "_").replace("-", "_")
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return tuple(getattr(module, "MISCONCEPTIONS", ()))
+    return module
+
+
+def load_misconceptions(lab: str) -> tuple[Misconception, ...]:
+    """rubrics/<lab>/misconceptions.py: a module-level MISCONCEPTIONS list."""
+    return tuple(getattr(_rubric_module(lab, "misconceptions"), "MISCONCEPTIONS", ()))
+
+
+def load_references(lab: str) -> dict[str, Callable[..., Any]]:
+    """misconceptions.py's REFERENCES: the course's answer per student function, with the student's signature.
+    Diagnosis names a mutant only where it differs from this reference."""
+    return dict(getattr(_rubric_module(lab, "misconceptions"), "REFERENCES", {}))
+
+
+def load_mutants(lab: str) -> tuple[Misconception, ...]:
+    """rubrics/<lab>/mutants.py: MUTANTS, wrong variants that are no diagnosable misconception (the mutation
+    harness runs them with the catalogue's; diagnosis never names them)."""
+    return tuple(getattr(_rubric_module(lab, "mutants"), "MUTANTS", ()))
 
 
 def _forget_rubric_modules() -> None:
@@ -47,9 +66,21 @@ def _forget_rubric_modules() -> None:
 GPU_CHECK_FILES = "test_gpu_*.py"  # the rubric's gpu_checks: collected only when the rubric grades on the GPU
 
 
+# Serves every check a rubric declares by its plausibility rules (rubric.yaml `rules:`), for every lab.
+BENCHMARK_RULES_FILE = Path(__file__).with_name("benchmark_rules.py")
+
+
 def check_files(lab: str, on_gpu: bool = False) -> list[Path]:
+    """The lab's own check files (GPU ones only on the GPU)."""
     gpu = set(rubric_dir(lab).glob(GPU_CHECK_FILES))
     return sorted(p for p in rubric_dir(lab).glob("test_*.py") if on_gpu or p not in gpu)
+
+
+def collected_files(rubric: Rubric) -> list[Path]:
+    """What pytest collects for this rubric: the lab's check files, and the shared benchmark test if it declares
+    rule checks."""
+    shared = [BENCHMARK_RULES_FILE] if rubric.benchmark_rules else []
+    return check_files(rubric.lab, rubric.on_gpu) + shared
 
 
 UNUSED_PLUGINS = ("cacheprovider", "randomly", "unraisableexception", "threadexception", "doctest", "junitxml",
@@ -60,7 +91,7 @@ UNUSED_PLUGINS = ("cacheprovider", "randomly", "unraisableexception", "threadexc
 class ChecksOutcome:
     results: list[CheckResult]
     grader_errors: list[str]
-    flags: list[Flag]  # forbidden calls seen (rubric `forbid:`), whatever their policy
+    flags: list[Flag]  # forbidden calls seen (rubric `forbid:`), whatever their policy; a spent time budget
 
 
 def run_checks(rubric: Rubric, caller: Caller, seed: str, context: SubmissionContext,
@@ -93,8 +124,8 @@ def apply_forbid(rubric: Rubric, results: list[CheckResult],
 def run_all_checks(rubric: Rubric, caller: Caller, seed: str, context: SubmissionContext,
                    select: Sequence[str] | None = None) -> ChecksOutcome:
     """run_checks, with the rubric's forbid policy applied and its flags."""
-    plugin = CheckPlugin(rubric, caller, seed, context, load_misconceptions(rubric.lab))
-    args = [str(p) for p in check_files(rubric.lab, rubric.on_gpu)]
+    plugin = CheckPlugin(rubric, caller, seed, context, load_misconceptions(rubric.lab), load_references(rubric.lab))
+    args = [str(p) for p in collected_files(rubric)]
     args += ["-q", "--import-mode=importlib", "-o", "addopts=", "--rootdir", str(rubric_dir(rubric.lab)),
              "-W", "ignore"]
     # Plugins a grading session has no use for; unraisableexception alone spends ~0.3 s per submission in
@@ -106,6 +137,7 @@ def run_all_checks(rubric: Rubric, caller: Caller, seed: str, context: Submissio
     _forget_rubric_modules()
     with contextlib.redirect_stdout(io.StringIO()) as out:
         code = pytest.main(args, plugins=[plugin])
+    plugin.finish()
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         plugin.grader_errors.append(f"pytest exited with {code!r}: {out.getvalue()[-800:]}")
     results = []
@@ -115,4 +147,10 @@ def run_all_checks(rubric: Rubric, caller: Caller, seed: str, context: Submissio
         results.append(plugin.results.get(cid) or CheckResult(
             cid, spec.function, 0.0, spec.points, "error", "the check did not run (missing from the rubric's tests)"))
     results, flags = apply_forbid(rubric, results, plugin.forbidden)
+    if plugin.budget.refused:
+        # The budget is wall-clock time, and a loaded machine spends it as surely as a slow submission: the zero
+        # points stand (the batch must end), but a person decides whether to regrade when the machine is quiet.
+        flags.append(Flag("time-budget", f"{plugin.budget.refused} call(s) of the student's functions were not made: "
+                                         f"the checks used up their {plugin.budget.checks_s:.0f} s budget (if the "
+                                         "machine was busy, regrade this submission with --force when it is not)"))
     return ChecksOutcome(results, plugin.grader_errors, flags)

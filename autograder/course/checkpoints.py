@@ -50,7 +50,7 @@ class LabModels:
 
 def notebook_spark_roles(notebook: Path) -> dict[str, str]:
     """The spark table of a lab notebook's profile cell (``PROFILES = {..., "spark": dict(model_ids={...})}``)."""
-    nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
+    nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
         if "profile" not in cell.metadata.get("tags", []):
             continue

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import yaml
@@ -22,7 +23,7 @@ from autograder.paths import assignments_root
 from autograder.records import GradeRecord
 
 
-def demo_classes() -> dict[str, dict]:
+def demo_classes() -> dict[str, dict[str, Any]]:
     return {p.stem: yaml.safe_load(p.read_text()) for p in sorted((assignments_root() / "demo").glob("*.yaml"))}
 
 
@@ -32,7 +33,7 @@ def _solution_cells(notebook: Path) -> dict[str, str]:
             if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"}
 
 
-def write_submission(course: Path, lab: str, student: str, spec: dict, when: datetime) -> Path:
+def write_submission(course: Path, lab: str, student: str, spec: dict[str, Any], when: datetime) -> Path:
     """What nbgrader's collect leaves: submitted/<student>/<lab>/<lab>.ipynb and timestamp.txt."""
     answers = _solution_cells(course / "source" / lab / f"{lab}.ipynb")
     cells = {name: answers[name] for name in spec.get("source", [])}

@@ -3,9 +3,9 @@ the instructor grades there, and `nbgrader export` agrees with `sparkgrade expor
 
 nbgrader's own autograde scores a visible-test cell by running it in the student's kernel; we never do. Instead a
 visible-test cell with grade_id ``test_<function>`` gets the points the hidden checks of ``<function>`` earned
-(DESIGN.md: a visible-test cell may carry its function's points so formgrader shows them). Written-answer cells
-stay for manual grading. The submission's timestamp comes from nbgrader's own timestamp.txt, so nbgrader's late
-submission handling sees what it would have seen.
+(docs/contracts.md, "The gradebook": a visible-test cell carries its function's points so formgrader shows them).
+Written-answer cells stay for manual grading. The submission's timestamp comes from nbgrader's own timestamp.txt,
+so nbgrader's late submission handling sees what it would have seen.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def read_timestamp(course_dir: Path, lab: str, student: str) -> datetime | None:
     if not _TIMESTAMP.fullmatch(text):
         raise BadTimestamp(f"timestamp.txt does not hold a date ({text[:40]!r})")
     try:
-        return parse_utc(text)
+        stamp: datetime = parse_utc(text)
+        return stamp
     except (ValueError, OverflowError, TypeError) as exc:
         raise BadTimestamp(f"timestamp.txt does not hold a valid date ({text[:40]!r}: {exc})") from None
 
@@ -127,5 +128,5 @@ def seconds_late(course_dir: Path, lab: str, student: str) -> float:
             return 0.0
     if due is None:
         return 0.0
-    late = (stamp - due).total_seconds()
+    late = float((stamp - due).total_seconds())
     return max(late, 0.0)

@@ -93,7 +93,9 @@ def pull(checkpoints: Mapping[str, Mapping[str, str]], root: Path, *, labs: list
     """Download every spark checkpoint the chosen labs name (each once, however many labs share it); the model ids in
     ``with_code`` bring their modelling code (``*.py``) too. Local folders are skipped."""
     if downloader is None:
-        from huggingface_hub import snapshot_download as downloader
+        from huggingface_hub import snapshot_download
+
+        downloader = snapshot_download
     unknown = sorted(set(labs or []) - set(checkpoints))
     if unknown:
         raise UserError(f"no spark checkpoints for {', '.join(unknown)}; labs with some: {', '.join(checkpoints)}")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from autograder.errors import DatabaseError, NetworkError, UserError
 
@@ -42,7 +42,7 @@ def describe(url: str) -> str:
         return url
 
 
-def parse_url(url: str):
+def parse_url(url: str) -> URL:
     """The URL parsed, or one line saying how to write it (the mistakes people make: a bare path, two slashes,
     postgres://, another PostgreSQL driver)."""
     try:

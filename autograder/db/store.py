@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Engine, exc, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.interfaces import LoaderOption
 
 from autograder.db.engine import (
     WRITE,
@@ -51,7 +52,7 @@ from autograder.db.models import (
 )
 from autograder.errors import DatabaseError, FileSystemError, UserError
 from autograder.order import natural_key
-from autograder.records import CheckResult, Flag, GradeRecord
+from autograder.records import CheckResult, CheckStatus, Flag, GradeRecord, SubmissionStatus
 
 if TYPE_CHECKING:
     from autograder.plausibility import Verdict
@@ -364,12 +365,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _insert_for(session: Session):
+def _insert_for(session: Session) -> Callable[..., Any]:
     """INSERT ... ON CONFLICT, which both supported backends spell the same way through their own dialect."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def _eager():
+def _eager() -> tuple[LoaderOption, ...]:
     return (selectinload(Submission.checks), selectinload(Submission.flags), selectinload(Submission.student),
             selectinload(Submission.assignment), selectinload(Submission.verdicts))
 
@@ -381,10 +382,12 @@ def _verdict_rows(verdicts: Sequence[Verdict]) -> list[VerdictRow]:
 
 def _record(sub: Submission) -> GradeRecord:
     return GradeRecord(
-        student=sub.student.name, assignment=sub.assignment.name, status=sub.status, score=sub.score,
+        student=sub.student.name, assignment=sub.assignment.name, status=cast(SubmissionStatus, sub.status),
+        score=sub.score,
         max_score=sub.max_score,
         checks=tuple(CheckResult(id=c.check_id, function=c.function, points=c.points, max_points=c.max_points,
-                                 status=c.status, message=c.message, diagnosis=c.diagnosis, details=c.details)
+                                 status=cast(CheckStatus, c.status), message=c.message, diagnosis=c.diagnosis,
+                                 details=c.details)
                      for c in sub.checks),
         flags=tuple(Flag(kind=f.kind, message=f.message) for f in sub.flags),
         content_hash=sub.content_hash, seed=sub.seed, rubric_version=sub.rubric_version, sandboxed=sub.sandboxed,

@@ -67,11 +67,11 @@ def clean_text(text: Any, limit: int = MAX_TEXT_CHARS) -> str:
         text = "".join(t for t in text if isinstance(t, str))
     if not isinstance(text, str):
         return ""
-    text = _CONTROL.sub("", _ANSI.sub("", text))
-    if len(text) > limit:
-        head, tail = text[: limit * 3 // 4], text[-limit // 4:]
-        text = f"{head}\n… [{len(text) - len(head) - len(tail):,} characters not shown] …\n{tail}"
-    return text
+    out = _CONTROL.sub("", _ANSI.sub("", text))
+    if len(out) > limit:
+        head, tail = out[: limit * 3 // 4], out[-limit // 4:]
+        out = f"{head}\n… [{len(out) - len(head) - len(tail):,} characters not shown] …\n{tail}"
+    return out
 
 
 def image_data_uri(b64: Any, mime: str) -> tuple[str, str]:
@@ -169,8 +169,8 @@ def notebook_view(data: bytes | None) -> NotebookView:
     for i, c in enumerate(nb.get("cells", []) if isinstance(nb.get("cells"), list) else []):
         if not isinstance(c, dict):
             continue
-        meta = c.get("metadata") if isinstance(c.get("metadata"), dict) else {}
-        grading = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
+        meta: dict[str, Any] = c["metadata"] if isinstance(c.get("metadata"), dict) else {}
+        grading: dict[str, Any] = meta["nbgrader"] if isinstance(meta.get("nbgrader"), dict) else {}
         solution = bool(grading.get("solution"))
         count = c.get("execution_count")
         count = count if isinstance(count, int) and not isinstance(count, bool) else None

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autograder.checks.diagnosis import NO_MATCH
 from autograder.course.totals import Total
 from autograder.db.store import atomic_write
-from autograder.diagnosis import NO_MATCH
 from autograder.feedback import figures
 from autograder.feedback.figures import Figure
 from autograder.feedback.notebook import NotebookView, clean_text, notebook_view
@@ -32,7 +32,7 @@ from autograder.records import CheckResult, GradeRecord
 from autograder.rubric import Rubric
 
 MAX_BENCHMARKS_BYTES = 2_000_000
-MISCONCEPTION_PREFIX = "Looks like: "  # autograder.diagnosis.diagnose's wording for a matched misconception
+MISCONCEPTION_PREFIX = "Looks like: "  # autograder.checks.diagnosis.diagnose's wording for a matched misconception
 # nbgrader's release_feedback reads these two files beside the page (written by its submit, kept by collect).
 NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")
 _SCHEMA_FIELDS = set(InferenceRecord.model_fields) | set(TrainRecord.model_fields)
@@ -207,6 +207,7 @@ def feedback_context(record: GradeRecord, rubric: Rubric, notebook: bytes | None
         "passed": sum(c.status == "passed" for c in checks),
         "groups": groups,
         "status_note": STATUS_NOTES.get(record.status, ""),
+        "forbidden": [f for f in record.flags if f.kind == "forbidden-call"],  # rubric `forbid:`, seen inside
         "said_once": said_once,
         "integrity": integrity,
         "total": total,

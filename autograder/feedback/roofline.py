@@ -58,9 +58,10 @@ def roofline_figure(records: Sequence[BenchmarkRecord] | Sequence[Mapping[str, A
                     profile: HardwareProfile | str, path: str | Path) -> Path:
     """Save a PNG roofline of the records on ``profile`` to ``path`` and return the path."""
     hw = get_profile(profile) if isinstance(profile, str) else profile
-    recs = list(records)
-    if any(not isinstance(r, InferenceRecord | TrainRecord) for r in recs):
-        recs = parse_records(recs)
+    given = list(records)
+    recs = [r for r in given if isinstance(r, InferenceRecord | TrainRecord)]
+    if len(recs) < len(given):
+        recs = parse_records(given)
     points = roofline_points(recs)
     widths = {dtype_bytes(r.dtype) for r in recs} or {2.0}
 

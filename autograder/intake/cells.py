@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import copy
+from typing import Any
 
 import nbformat
 
@@ -22,7 +23,7 @@ DEFINITION_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFuncti
                     ast.AnnAssign)
 
 
-def _meta(cell: nbformat.NotebookNode) -> dict:
+def _meta(cell: nbformat.NotebookNode) -> dict[str, Any]:
     return cell.get("metadata", {}).get("nbgrader", {}) or {}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import nbformat
 
@@ -27,7 +28,7 @@ def read_submission(data: bytes) -> nbformat.NotebookNode:
         raise InvalidNotebook(f"the notebook is {len(data) / 1e6:.0f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MiB "
                               "limit: clear large outputs and submit again")
     try:
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        nb: nbformat.NotebookNode = nbformat.reads(data.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
     except UnicodeDecodeError:
         raise InvalidNotebook("the notebook is not UTF-8 text: submit the .ipynb file Jupyter saved") from None
@@ -48,8 +49,15 @@ def parse_cell(source: str) -> ast.Module | None:
         return None
 
 
-def _meta(cell: nbformat.NotebookNode) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+def _meta(cell: nbformat.NotebookNode) -> dict[str, Any]:
+    meta = cell.get("metadata", {}).get("nbgrader", {}) or {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _grade_id(cell: nbformat.NotebookNode) -> str:
+    """The cell's nbgrader grade_id; "" when it has none, or when a student wrote something else than a string."""
+    gid = _meta(cell).get("grade_id")
+    return gid if isinstance(gid, str) else ""
 
 
 def _is_locked(cell: nbformat.NotebookNode) -> bool:
@@ -69,7 +77,7 @@ def _fresh_id(used: set[str]) -> str:
     its metadata stripped) still carries it, which nbformat would report as DuplicateCellId on every write."""
     from nbformat.corpus.words import generate_corpus_id
 
-    while (new := generate_corpus_id()) in used:
+    while (new := str(generate_corpus_id())) in used:
         pass
     return new
 
@@ -82,7 +90,7 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
     flags: list[Flag] = []
     by_id: dict[str, int] = {}
     for i, cell in enumerate(nb.cells):
-        gid = _meta(cell).get("grade_id")
+        gid = _grade_id(cell)
         if gid and gid not in by_id:
             by_id[gid] = i
         elif gid:
@@ -95,13 +103,13 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
             flags.append(Flag("tampered", f"cell {gid!r} appears twice (cells {first} and {i + 1}, counting from "
                                           f"1): {what}"))
             cell.metadata.pop("nbgrader", None)
-    source_ids = [_meta(c).get("grade_id") for c in source.cells if _meta(c).get("grade_id")]
+    source_ids = [_grade_id(c) for c in source.cells if _grade_id(c)]
     stripped = bool(source_ids) and not any(gid in by_id for gid in source_ids)
     used_ids = {c.get("id") for c in nb.cells if c.get("id")}
     restored = 0
     last_pos = -1
     for src_cell in source.cells:
-        gid = _meta(src_cell).get("grade_id")
+        gid = _grade_id(src_cell)
         if not gid:
             continue
         if not _is_locked(src_cell):
@@ -122,7 +130,7 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
         if gid not in by_id:
             last_pos += 1
             nb.cells.insert(last_pos, fresh)
-            by_id = {(_meta(c).get("grade_id")): i for i, c in enumerate(nb.cells) if _meta(c).get("grade_id")}
+            by_id = {_grade_id(c): i for i, c in enumerate(nb.cells) if _grade_id(c)}
             restored += 1
             if not stripped:
                 flags.append(Flag("tampered", f"locked cell {gid!r} was deleted: the course's original was put "
@@ -141,8 +149,8 @@ def repair_locked_cells(submitted: nbformat.NotebookNode, source: nbformat.Noteb
             "removes it): your cells ran as you wrote them, after the course's "
             f"{restored} locked cells, which were put back at the top; the hidden checks graded the functions your "
             "cells define")))
-    solution_ids = tuple(_meta(c).get("grade_id") for c in nb.cells
-                         if _meta(c).get("solution") and _meta(c).get("grade_id"))
+    solution_ids = tuple(_grade_id(c) for c in nb.cells
+                         if _meta(c).get("solution") and _grade_id(c))
     return Repair(nb, tuple(flags), solution_ids)
 
 

@@ -22,8 +22,9 @@ from autograder.plausibility.shapes import Shape
 from autograder.plausibility.text import _bytes, _is_round_float, _num, _secs, _sig_digits
 from reference.catalogue import lookup
 from reference.hardware import HardwareProfile
-from reference.memory import dtype_bytes, hidden_size, kv_cache_bytes, kv_cache_bytes_per_token, mamba_dims
-from reference.memory import field as config_field
+from reference.memory import dtype_bytes, kv_cache_bytes, kv_cache_bytes_per_token, mamba_dims
+from reference.model_config import field as config_field
+from reference.model_config import hidden_size
 
 
 def _group_key(r: InferenceRecord) -> tuple[Any, ...]:

@@ -30,9 +30,9 @@ MEMORY_FLOOR_MARGIN = 0.90
 MEMORY_CEILING_MARGIN = 1.02
 
 # "Suspicious" thresholds: possible, but beyond what measurements reach.
-# Measured single-stream decode reaches 60-90 % of peak bandwidth (FACTS.md, DGX Spark).
+# Measured single-stream decode reaches 60-90 % of peak bandwidth (docs/facts.md, "Hardware").
 SUSPICIOUS_BANDWIDTH_FRACTION = 0.95
-# Prefill rarely sustains more than ~70 % of the tensor peak (FACTS.md: tens of TFLOP/s on the Spark).
+# Prefill rarely sustains more than ~70 % of the tensor peak (docs/facts.md, "Hardware": tens of TFLOP/s on the Spark).
 SUSPICIOUS_FLOPS_FRACTION = 0.80
 # TTFT longer than feeding the prompt one token at a time at the measured decode speed, times this, is a unit slip.
 TTFT_VS_DECODE_FACTOR = 3.0

@@ -35,7 +35,7 @@ from autograder.plausibility.shapes import Shape, Workload
 from autograder.plausibility.text import _bytes, _is_round_bytes, _label, _num, _secs, _sig_digits, _unit_hint
 from reference.hardware import HardwareProfile
 from reference.memory import dtype_bytes
-from reference.memory import field as config_field
+from reference.model_config import field as config_field
 
 # What each judged field means, quoted in the verdict that a number breaks (and on the feedback page).
 DECODE_DEFINITION = ("decode_tok_s is new tokens per second of ONE sequence after its first token: (new_tokens - 1) "

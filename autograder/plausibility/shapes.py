@@ -15,11 +15,11 @@ from reference.memory import (
     estimate_params,
     kv_cache_bytes,
     mamba_state_bytes,
-    num_layers,
     prefill_flops,
     routed_expert_params_read,
     unquantised_params_read,
 )
+from reference.model_config import num_layers
 
 # Bytes per parameter of the weights a quantised checkpoint leaves unquantised. The checkpoint keeps them in bf16,
 # but a runtime may requantise them to 8 bits (llama.cpp's gpt-oss GGUF is 59.02 GiB for 116.83 B parameters, less
@@ -54,7 +54,8 @@ def _full_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
         from transformers import AutoConfig
 
         kwargs = {k: v for k, v in config.items() if k != "model_type"}
-        return AutoConfig.for_model(mtype, **kwargs).to_dict()
+        full: Mapping[str, Any] = AutoConfig.for_model(mtype, **kwargs).to_dict()
+        return full
     except Exception:  # unknown model type or values transformers rejects: judge with what is there
         return config
 
@@ -67,20 +68,21 @@ def resolve_shape(record: BenchmarkRecord) -> Shape:
         return Shape(entry.config, params, "catalogue", entry, entry.total, entry.active)
     if record.config:
         cfg = _full_config(record.config)
+        counted: ParamCounts | None
         try:
             if not 0 < num_layers(cfg) <= MAX_CONFIG_LAYERS:
                 raise ValueError("layers")
-            est = estimate_params(cfg)
+            counted = estimate_params(cfg)
         except (KeyError, ValueError, TypeError, ZeroDivisionError, OverflowError):
-            est = None
-        if est is not None and est.total > 0:
+            counted = None
+        if counted is not None and counted.total > 0:
             # The config is the student's too: judge with the smaller count, so an error can only loosen a bound.
-            total = min(record.params_total, est.total)
-            active = min(record.params_active, est.active)
-            embedding = min(est.embedding, active // 4)  # never let the embedding eat the whole active count
-            lm_head = min(est.lm_head, active // 4)
-            params = ParamCounts(total, active, embedding, lm_head, est.tied)
-            return Shape(cfg, params, "config", None, est.total, est.active)
+            total = min(record.params_total, counted.total)
+            active = min(record.params_active, counted.active)
+            embedding = min(counted.embedding, active // 4)  # never let the embedding eat the whole active count
+            lm_head = min(counted.lm_head, active // 4)
+            params = ParamCounts(total, active, embedding, lm_head, counted.tied)
+            return Shape(cfg, params, "config", None, counted.total, counted.active)
     params = ParamCounts(record.params_total, record.params_active, 0, 0, True)
     return Shape(None, params, "record")
 

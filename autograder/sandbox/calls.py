@@ -17,6 +17,14 @@ class Model:
 
     name: str
     dtype: str | None = None  # a torch dtype name, e.g. "float32" or "bfloat16"
+    # Variants a check may ask for (the kernel and autograder.checks.trusted build them alike):
+    # config: config.json text; the model is built from it (AutoModelForCausalLM.from_config, torch seed 0)
+    #         instead of loading <name>'s weights: random tiny architectures that no constant answer fits.
+    # lora:   peft target_modules: the model comes wrapped by get_peft_model(LoraConfig(r=4, ...)).
+    # freeze: a regular expression; parameters whose name it matches (re.search) get requires_grad False.
+    config: str | None = None
+    lora: tuple[str, ...] = ()
+    freeze: str | None = None
 
 
 @dataclass(frozen=True)

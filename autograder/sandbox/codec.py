@@ -55,7 +55,9 @@ def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], device: str | Non
                 raise ValueError(f"bad model name {v.name!r}")
             if v.dtype is not None and not isinstance(getattr(torch, v.dtype, None), torch.dtype):
                 raise ValueError(f"bad dtype {v.dtype!r}")
-            return {"t": "model", "name": v.name, "dtype": v.dtype}
+            _check_model_variant(v)
+            return {"t": "model", "name": v.name, "dtype": v.dtype, "config": v.config, "lora": list(v.lora),
+                    "freeze": v.freeze}
         if v is None:
             return {"t": "none"}
         if isinstance(v, bool):
@@ -215,6 +217,22 @@ def _decode(spec_bytes: bytes, tensor_bytes: bytes | None) -> tuple[Any, float]:
     wall = spec.get("wall_s")
     wall_s = float(wall) if type(wall) in (int, float) and math.isfinite(wall) and wall >= 0 else 0.0
     return value, wall_s
+
+
+def _check_model_variant(v: Model) -> None:
+    """The grader's own arguments, but checked before they cross: a config is a JSON object with a model_type,
+    LoRA targets are module names, the freeze pattern compiles."""
+    if v.config is not None:
+        fields = json.loads(v.config)
+        if not isinstance(fields, dict) or not isinstance(fields.get("model_type"), str):
+            raise ValueError("a model config must be a JSON object with a model_type")
+    if any(not t or set(t) - _MODEL_NAME_CHARS or "." in t for t in v.lora):
+        raise ValueError(f"bad LoRA target names {v.lora!r}")
+    if v.freeze is not None:
+        try:
+            re.compile(v.freeze)
+        except re.error as exc:
+            raise ValueError(f"bad freeze pattern {v.freeze!r}: {exc}") from None
 
 
 def write_call_inputs(work_fd: int, calls_dir: str, call_id: str, spec: bytes, tensors: bytes,

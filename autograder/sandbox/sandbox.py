@@ -128,6 +128,9 @@ class Sandbox:
             self._spawn_plain(env)
             return
         bwrap = bw.check_sandbox_available()
+        if self._models_dir is not None and bw.sandbox_host_id() is not None and (
+                why := bw.open_models_to_others(self._models_dir)) is not None:
+            sys.stderr.write(f"sparkgrade: {why}\n")
         mounts = bw.Mounts(work_dir=self._root / "work", etc_dir=self._root / "etc", runner_dir=INSIDE_DIR,
                            python_dirs=bw.python_dirs(), models_dir=self._models_dir)
         self._cgroup = Cgroup.create(self.limits.memory_bytes, self.limits.max_processes, self.limits.cpus)
@@ -157,17 +160,22 @@ class Sandbox:
         """bubblewrap builds the sandbox; with a cgroup, a tiny launcher joins it first and then becomes bwrap, so
         every sandbox process starts inside it."""
         slot = gpus.resolve_slot(self.gpu) if self.gpu is not None else None  # GpuError: the set-up is wrong, stop
-        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=slot, bwrap=bwrap)
+        self._host_id = bw.sandbox_host_id()  # a root grader: the sandbox uid maps onto this unprivileged host uid
+        root_map = bw.open_root_map(self._host_id, self.work_dir) if self._host_id is not None else None
+        argv = bw.build_argv(mounts, env, tmp_bytes=self.limits.tmp_bytes, gpu=slot, bwrap=bwrap, root_map=root_map)
         if self._cgroup is not None:
             files = self._cgroup.procs_files()
             script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 97; shift; n=$((n-1)); done; '
             script += 'exec "$@"'
             argv = ["/bin/sh", "-c", script, "sh", str(len(files)), *files, *argv]
-        self._popen(argv, {"PATH": "/usr/bin:/bin"}, cwd=None)
+        self._popen(argv, {"PATH": "/usr/bin:/bin"}, cwd=None, pass_fds=root_map.child_fds if root_map else ())
+        if root_map is not None and (failed := bw.release_root_map(root_map, self.limits.startup_s)) is not None:
+            self._stderr_tail.append(f"sparkgrade: {failed}\n".encode())  # the wait for the runner's hello reports it
+            self._terminate()
 
-    def _popen(self, argv: list[str], env: dict[str, str], cwd: str | None) -> None:
+    def _popen(self, argv: list[str], env: dict[str, str], cwd: str | None, pass_fds: tuple[int, ...] = ()) -> None:
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env=env, cwd=cwd, start_new_session=True)
+                                      env=env, cwd=cwd, start_new_session=True, pass_fds=pass_fds)
         self._start_protocol()
 
     def _spawn_warm(self, mounts: bw.Mounts, env: dict[str, str]) -> bool:

@@ -38,11 +38,11 @@ def training_scan(
     """transformers' recurrent ``mamba_selective_scan`` with fewer autograd nodes, for training only.
 
     hidden_states, dt, z: (batch, dim, L); A: (dim, N); B, C: (batch, N, L); D, delta_bias: (dim,).
-    Same maths and fp32 state as the reference (FACTS.md: ZOH for A, Euler for B). The reference indexes
-    ``discrete_A[:, :, t]`` once per step, whose backward allocates a full-size zero tensor per step (about 1 s
-    per training step of the tiny Mamba); here the per-step slices come from ``unbind`` (one ``stack`` backward),
-    the loop holds one fused multiply-add and C is applied once to all states. Equal to the reference up to float
-    rounding (tested). The saved checkpoints run on the unmodified transformers code.
+    Same maths and fp32 state as the reference (docs/facts.md, "Selective scan": ZOH for A, Euler for B). The
+    reference indexes ``discrete_A[:, :, t]`` once per step, whose backward allocates a full-size zero tensor per
+    step (about 1 s per training step of the tiny Mamba); here the per-step slices come from ``unbind`` (one
+    ``stack`` backward), the loop holds one fused multiply-add and C is applied once to all states. Equal to the
+    reference up to float rounding (tested). The saved checkpoints run on the unmodified transformers code.
     """
     batch_size, intermediate_size, _ = hidden_states.shape
     input_dtype = hidden_states.dtype

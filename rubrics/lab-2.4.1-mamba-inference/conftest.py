@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-# Real models' config.json fields (FACTS.md sizes), and variations of them.
+# Real models' config.json fields (docs/facts.md, "The models the labs name"), and variations of them.
 PYTHIA = {"model_type": "gpt_neox", "num_hidden_layers": 32, "hidden_size": 2560, "num_attention_heads": 32}
 MIXTRAL = {"model_type": "mixtral", "num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32,
            "num_key_value_heads": 8, "head_dim": 128}

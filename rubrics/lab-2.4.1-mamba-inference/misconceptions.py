@@ -45,6 +45,28 @@ def _kv_every_layer(config, seq_len, batch_size=1, dtype_bytes=2):
     return kv_cache_bytes(plain, seq_len, batch_size, dtype_bytes)
 
 
+def _mla(config):
+    return layer_kinds(config).count("attention") if "kv_lora_rank" in dict(config) else 0
+
+
+def _kv_mla_two_latents(config, seq_len, batch_size=1, dtype_bytes=2):
+    return kv_cache_bytes(config, seq_len, batch_size, dtype_bytes) * (2 if _mla(config) else 1)
+
+
+def _kv_mla_rope_forgotten(config, seq_len, batch_size=1, dtype_bytes=2):
+    return kv_cache_bytes(_without(config, "qk_rope_head_dim") if _mla(config) else config, seq_len, batch_size,
+                          dtype_bytes)
+
+
+def _kv_mla_as_heads(config, seq_len, batch_size=1, dtype_bytes=2):
+    if not _mla(config):
+        return kv_cache_bytes(config, seq_len, batch_size, dtype_bytes)
+    c = dict(config)
+    heads = int(c.get("num_key_value_heads") or c["num_attention_heads"])
+    head_dim = int(c["qk_nope_head_dim"]) + int(c["qk_rope_head_dim"])
+    return _mla(config) * 2 * heads * head_dim * seq_len * batch_size * dtype_bytes
+
+
 def _state_no_conv(config, batch_size=1, dtype_bytes=2):
     full = mamba_state_bytes(config, batch_size, dtype_bytes)
     if full == 0:
@@ -99,6 +121,15 @@ MISCONCEPTIONS = [
     Misconception("every layer of a hybrid counted", "kv_cache_bytes",
                   "In a hybrid such as Jamba only the attention layers (one in attn_layer_period) keep a KV cache; "
                   "the Mamba layers keep a fixed state instead.", _kv_every_layer),
+    Misconception("MLA latent counted for K and V", "kv_cache_bytes",
+                  "Multi-head latent attention caches ONE compressed latent (kv_lora_rank) from which both K and V "
+                  "are rebuilt, plus the shared rope key: no factor 2.", _kv_mla_two_latents),
+    Misconception("MLA rope key forgotten", "kv_cache_bytes",
+                  "Besides the latent of kv_lora_rank, MLA caches the decoupled rope key of qk_rope_head_dim per "
+                  "token and layer: (kv_lora_rank + qk_rope_head_dim) values.", _kv_mla_rope_forgotten),
+    Misconception("MLA counted as full K and V heads", "kv_cache_bytes",
+                  "MLA does not cache per-head keys and values (that is what it saves): it caches kv_lora_rank + "
+                  "qk_rope_head_dim values per token and layer, whatever the number of heads.", _kv_mla_as_heads),
     Misconception("convolution state forgotten", "mamba_state_bytes",
                   "Besides the SSM state (d_inner x d_state) each layer keeps the last d_conv inputs of its causal "
                   "convolution: d_inner x (d_state + d_conv).", _state_no_conv),
@@ -116,3 +147,6 @@ MISCONCEPTIONS = [
                   "Mamba-2's convolution also runs over the B and C channels: per layer d_inner x d_state + "
                   "(d_inner + 2 x n_groups x d_state) x d_conv.", _state_mamba1_formula),
 ]
+
+# The course's answers (diagnosis names a mutant only where it differs from them).
+REFERENCES = {"kv_cache_bytes": kv_cache_bytes, "mamba_state_bytes": mamba_state_bytes}

@@ -10,14 +10,20 @@ from reference import selective_state_update as reference_step
 
 
 def test_state_update_step(student, tol, scan_inputs, rng):
-    x = scan_inputs(L=1)
-    state = torch.randn(2, 8, 4, generator=rng)
-    args = (x["u"][..., 0], x["delta"][..., 0], x["A"], x["B"][..., 0], x["C"][..., 0])
-    kwargs = dict(D=x["D"], z=x["z"][..., 0], dt_bias=x["delta_bias"], dt_softplus=True)
-    got = student.selective_state_update(state.clone(), *args, **kwargs)
-    want = reference_step(state.clone(), *args, **kwargs)
+    # The contract: the output of this step AND the state, updated in place (the call hands the student's state
+    # back as the function left it). Variable (b, N) and grouped (b, G, N) B/C.
     rtol, atol = tol(torch.float32)
-    expect_close(got, want, name="out", rtol=rtol, atol=atol, axes=("batch", "dim"))
+    for bc in ("variable", "grouped"):
+        x = scan_inputs(L=1, bc=bc, groups=4)
+        state = torch.randn(2, 8, 4, generator=rng)
+        args = (x["u"][..., 0], x["delta"][..., 0], x["A"], x["B"][..., 0], x["C"][..., 0])
+        kwargs = dict(D=x["D"], z=x["z"][..., 0], dt_bias=x["delta_bias"], dt_softplus=True)
+        got, (after,) = student.updating("selective_state_update", state.clone(), *args, returned=[0], **kwargs)
+        want_state = state.clone()
+        want = reference_step(want_state, *args, **kwargs)
+        expect_close(got, want, name=f"out ({bc} B/C)", rtol=rtol, atol=atol, axes=("batch", "dim"))
+        expect_close(after, want_state, name=f"state after the step ({bc} B/C; it must be updated in place)",
+                     rtol=rtol, atol=atol, axes=("batch", "dim", "N"))
 
 
 def test_state_update_matches_scan(student, tol, scan_inputs):

@@ -145,3 +145,7 @@ MISCONCEPTIONS = [
                   "norms; head sizes come from qk_nope/qk_rope/v_head_dim, not hidden_size / heads.",
                   _mla_as_multi_head),
 ]
+
+# The course's answers (diagnosis names a mutant only where it differs from them).
+REFERENCES = {"expert_activation_counts": expert_activation_counts,
+              "moe_param_counts": moe_param_counts}  # the reference reads the config dict itself

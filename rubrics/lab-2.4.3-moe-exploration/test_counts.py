@@ -17,19 +17,41 @@ def check(student, logits, top_k, name):
         raise CheckFailed(f"counts should be int64, got {str(got.dtype).removeprefix('torch.')}")
 
 
+def draw(rng, low, high):
+    return int(torch.randint(low, high + 1, (1,), generator=rng))
+
+
 def test_counts_stacked_layers(student, rng):
-    check(student, torch.randn(3, 64, 8, generator=rng) * 2, 2, "(3 layers, 64 tokens, 8 experts), top-2")
+    layers, tokens, experts = draw(rng, 2, 4), draw(rng, 24, 64), draw(rng, 5, 10)
+    k = draw(rng, 2, experts - 2)
+    check(student, torch.randn(layers, tokens, experts, generator=rng) * 2, k,
+          f"({layers} layers, {tokens} tokens, {experts} experts), top-{k}")
 
 
 def test_counts_tuple_of_layers(student, rng):
-    layers = tuple(torch.randn(2, 12, 6, generator=rng) * 2 for _ in range(4))
-    check(student, layers, 3, "a tuple of 4 layers of (batch 2, seq 12, 6 experts), top-3")
+    # k >= 3: a function that ignores k and takes 2 (or 1) fails on every seed, not on those that drew k = 3 or more
+    n, batch, seq, experts = draw(rng, 2, 5), draw(rng, 1, 3), draw(rng, 6, 16), draw(rng, 5, 8)
+    k = draw(rng, 3, experts - 1)
+    layers = tuple(torch.randn(batch, seq, experts, generator=rng) * 2 for _ in range(n))
+    check(student, layers, k, f"a tuple of {n} layers of (batch {batch}, seq {seq}, {experts} experts), top-{k}")
 
 
 def test_counts_top1(student, rng):
-    check(student, torch.randn(2, 40, 8, generator=rng) * 2, 1, "(2 layers, 40 tokens, 8 experts), top-1")
+    # k = 1, and the same logits at a k > 1 drawn from the seed: a function that keeps only the first choice
+    # passes the first call, not the second. Two layers at least: with one, pooling the layers changes nothing, and
+    # "layers pooled" passed this check on some seeds only.
+    layers, tokens, experts = draw(rng, 2, 3), draw(rng, 20, 48), draw(rng, 4, 10)
+    logits = torch.randn(layers, tokens, experts, generator=rng) * 2
+    check(student, logits, 1, f"({layers} layers, {tokens} tokens, {experts} experts), top-1")
+    k = draw(rng, 2, experts - 1)
+    check(student, logits, k, f"the same logits, top-{k}")
 
 
 def test_counts_single_layer_and_expert(student, rng):
-    check(student, torch.randn(30, 4, generator=rng), 2, "one (30 tokens, 4 experts) layer, top-2")
-    check(student, torch.randn(2, 10, 1, generator=rng), 1, "a single expert, top-1")
+    # k > 1: with a k of 1 drawn, "top-1 counted instead of top-k" passed this check on some seeds only.
+    # (and k >= 3, as above: with experts = 3 the only k drawn was 2, which "top_k ignored (2)" matched)
+    tokens, experts = draw(rng, 10, 40), draw(rng, 5, 8)
+    k = draw(rng, 3, experts - 1)
+    check(student, torch.randn(tokens, experts, generator=rng), k, f"one ({tokens} tokens, {experts} experts) layer, "
+                                                                     f"top-{k}")
+    check(student, torch.randn(2, draw(rng, 3, 12), 1, generator=rng), 1, "a single expert, top-1")

@@ -23,6 +23,21 @@ def _probs_in_logit_dtype(logits, top_k, normalize=True):
     return w.float(), e  # weights left in fp32 instead of the logits' dtype
 
 
+def _softmax_over_tokens(logits, top_k, normalize=True):
+    probs = torch.softmax(logits.float(), dim=0)  # over the tokens instead of the experts
+    weights, experts = torch.topk(probs, top_k, dim=-1)
+    if normalize:
+        weights = weights / weights.sum(-1, keepdim=True)
+    return weights.to(logits.dtype), experts
+
+
+def _topk_of_logits_as_weights(logits, top_k, normalize=True):
+    weights, experts = torch.topk(logits, top_k, dim=-1)  # the raw logits used as weights, no softmax
+    if normalize:
+        weights = weights / weights.sum(-1, keepdim=True)
+    return weights, experts
+
+
 def _lbl_divided_by_k(gate_logits, num_experts, top_k, attention_mask=None):
     return load_balancing_loss(gate_logits, num_experts, top_k, attention_mask) / top_k
 
@@ -67,6 +82,16 @@ def _imbalance_sample_std(counts):
             "entropy": -sum(float(p) * math.log(float(p)) for p in q if p > 0)}
 
 
+def _imbalance_normalised_entropy(counts):
+    d = _load_imbalance(counts)
+    d["entropy"] = d["entropy"] / math.log(counts.shape[-1])
+    return d
+
+
+def _imbalance_first_layer(counts):
+    return _load_imbalance(counts[0] if counts.dim() == 2 else counts)
+
+
 def _imbalance_log2(counts):
     d = _imbalance_sample_std(counts)
     c = counts.double().sum(0) if counts.dim() == 2 else counts.double()
@@ -85,6 +110,12 @@ MISCONCEPTIONS = [
     Misconception("weights not cast back to the logits' dtype", "top_k_routing",
                   "Compute the softmax in fp32 for accuracy, then cast the weights back to the hidden dtype "
                   "(bf16 here), as Mixtral does.", _probs_in_logit_dtype),
+    Misconception("softmax over the tokens", "top_k_routing",
+                  "The router's softmax runs over the experts of each token (dim=-1), not over the tokens (dim=0): "
+                  "each token's probabilities must sum to 1.", _softmax_over_tokens),
+    Misconception("logits used as weights", "top_k_routing",
+                  "The weights are softmax probabilities of the chosen experts, not their raw logits (which can be "
+                  "negative and do not sum to anything meaningful).", _topk_of_logits_as_weights),
     Misconception("loss divided by k", "load_balancing_loss",
                   "transformers' load_balancing_loss_func is E * sum_e f_e P_e with f_e the share of top-k slots "
                   "(summing to k): balanced routing gives k, not 1. Do not divide by k.", _lbl_divided_by_k),
@@ -110,4 +141,22 @@ MISCONCEPTIONS = [
                   _imbalance_sample_std),
     Misconception("entropy in bits", "load_imbalance",
                   "The entropy is in nats (natural log), not bits.", _imbalance_log2),
+    Misconception("entropy normalised by log E", "load_imbalance",
+                  "The lab's entropy is the plain Shannon entropy in nats (uniform load: log E), not divided by "
+                  "log E.", _imbalance_normalised_entropy),
+    Misconception("first layer only", "load_imbalance",
+                  "Counts of shape (layers, E) are summed over the layers first: the load of an expert is its "
+                  "tokens in every layer, not in the first one.", _imbalance_first_layer),
 ]
+
+def _load_imbalance(counts):
+    """The lab's definition: population cv, max/mean and the entropy (nats) of the load summed over layers."""
+    c = counts.double().sum(0) if counts.dim() == 2 else counts.double()
+    q = c / c.sum()
+    return {"cv": float(c.std(unbiased=False) / c.mean()), "max_over_mean": float(c.max() / c.mean()),
+            "entropy": -sum(float(p) * math.log(float(p)) for p in q if p > 0)}
+
+
+# The course's answers (diagnosis names a mutant only where it differs from them).
+REFERENCES = {"top_k_routing": top_k_routing, "load_balancing_loss": load_balancing_loss,
+              "router_z_loss": router_z_loss, "load_imbalance": _load_imbalance}

@@ -41,15 +41,20 @@ def test_lbl_all_but_one_masked(student, rng):
     lbl(student, (torch.randn(12, 4, generator=rng) * 2,), 4, 2, attention_mask=mask)
 
 
-def test_lbl_balanced_scale(student):
-    # 8 tokens over 4 experts, top-2, every expert chosen equally often with equal mean probability: loss = k = 2.
-    rows = []
-    for t in range(8):
-        row = torch.full((4,), -1.0)
-        row[t % 4] = row[(t + 1) % 4] = 1.0
-        rows.append(row)
-    got = student.load_balancing_loss((torch.stack(rows),), 4, 2)
-    expect_number(got, 2.0, name="loss for perfectly balanced top-2 routing", rtol=1e-5)
+def test_lbl_balanced_scale(student, rng):
+    # Perfectly balanced routing with random E and k: token t prefers experts t, t+1, ..., t+k-1 (mod E) equally, over
+    # a whole number of cycles, in a random token order and expert numbering. Every expert fills the same share of
+    # the k slots with the same mean probability: loss = k exactly (not 1).
+    E = int(torch.randint(3, 9, (1,), generator=rng))
+    k = int(torch.randint(1, E, (1,), generator=rng))
+    cycles = int(torch.randint(1, 4, (1,), generator=rng))
+    high = 1.0 + 3.0 * float(torch.rand((), generator=rng))
+    rows = torch.full((E * cycles, E), -1.0)
+    for t in range(E * cycles):
+        rows[t, [(t + j) % E for j in range(k)]] = high
+    rows = rows[torch.randperm(E * cycles, generator=rng)][:, torch.randperm(E, generator=rng)]
+    got = student.load_balancing_loss((rows,), E, k)
+    expect_number(got, float(k), name=f"loss for perfectly balanced top-{k} routing over {E} experts", rtol=1e-5)
 
 
 def test_zloss_value(student, rng):

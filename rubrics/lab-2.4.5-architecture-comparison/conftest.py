@@ -13,7 +13,7 @@ import torch
 
 from autograder.checks import trusted as checks_trusted
 
-# Real models' config.json fields (FACTS.md sizes), and variations of them.
+# Real models' config.json fields (docs/facts.md, "The models the labs name"), and variations of them.
 
 
 @pytest.fixture

@@ -10,14 +10,8 @@ import math
 import torch
 
 from autograder.checks.api import Misconception
-from autograder.checks.trusted import trusted_model
-from autograder.sandbox import Model
-
-
-def _model(model):
-    if isinstance(model, Model):
-        return trusted_model(model.name, model.dtype)
-    return model
+from autograder.checks.trusted import as_trusted_model
+from reference import perplexity as reference_perplexity
 
 
 def _nll(model, window, rows_from, rows_to, targets):
@@ -28,7 +22,7 @@ def _nll(model, window, rows_from, rows_to, targets):
 
 
 def _ppl(model, input_ids, max_length, stride, mistake):
-    model = _model(model)
+    model = as_trusted_model(model)
     ids = (input_ids[0] if input_ids.dim() == 2 else input_ids).to(next(model.parameters()).device)
     n = ids.shape[0]
     total, count, means = 0.0, 0, []
@@ -51,6 +45,8 @@ def _ppl(model, input_ids, max_length, stride, mistake):
             for start in range(1, n, stride):
                 end = min(start + stride, n)
                 begin = max(0, end - 1 - max_length)
+                if mistake == "no_context":  # each window holds only its own stride tokens
+                    begin = start - 1
                 window = ids[begin:end - 1]
                 if mistake == "unshifted":
                     nll, k = _nll(model, window, start - 1 - begin, end - 1 - begin, ids[start - 1:end - 1])
@@ -87,7 +83,15 @@ MISCONCEPTIONS = [
     Misconception("labels not shifted", "perplexity",
                   "The logits at position t predict token t + 1: compare row t with token t + 1, not token t.",
                   _mutant("unshifted")),
+    Misconception("windows without context", "perplexity",
+                  "Each window reaches back max_length tokens before its first target: the stride decides which "
+                  "tokens are scored, max_length how much context they get. Windows of only the stride tokens "
+                  "score every target with too little context.", _mutant("no_context")),
     Misconception("power of 2 of a natural-log NLL", "perplexity",
                   "Cross-entropy from log_softmax is in nats: perplexity = exp(mean NLL). 2 ** x belongs to a "
                   "loss in bits (log2).", _mutant("base_2")),
 ]
+
+# The course's answers (diagnosis names a mutant only where it differs from them).
+REFERENCES = {"perplexity": lambda model, input_ids, max_length, stride:
+              reference_perplexity(as_trusted_model(model), input_ids, max_length, stride)}

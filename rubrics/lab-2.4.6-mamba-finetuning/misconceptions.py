@@ -8,36 +8,39 @@ from __future__ import annotations
 import torch
 
 from autograder.checks.api import Misconception
-from autograder.checks.trusted import trusted_model
-from autograder.sandbox import Model
-
-
-def _model(model):
-    if isinstance(model, Model):
-        return trusted_model(model.name, model.dtype)
-    return model
+from autograder.checks.trusted import as_trusted_model
 
 
 def _tied_twice(model):
-    params = [p for _, p in _model(model).named_parameters(remove_duplicate=False)]
+    params = [p for _, p in as_trusted_model(model).named_parameters(remove_duplicate=False)]
     return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
 
 
 def _with_buffers(model):
-    m = _model(model)
+    m = as_trusted_model(model)
     buffers = sum(b.numel() for b in m.buffers())
     params = list(m.parameters())
     return (sum(p.numel() for p in params if p.requires_grad) + buffers, sum(p.numel() for p in params) + buffers)
 
 
 def _bytes(model):
-    params = list(_model(model).parameters())
+    params = list(as_trusted_model(model).parameters())
     return (sum(p.numel() * p.element_size() for p in params if p.requires_grad),
             sum(p.numel() * p.element_size() for p in params))
 
 
+def _requires_grad_ignored(model):
+    total = sum(p.numel() for p in as_trusted_model(model).parameters())
+    return (total, total)
+
+
+def _swapped(model):
+    params = list(as_trusted_model(model).parameters())
+    return (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
+
+
 def _mixer_children(model, wanted):
-    mixer = next(m for m in _model(model).modules() if type(m).__name__.endswith("Mixer"))
+    mixer = next(m for m in as_trusted_model(model).modules() if type(m).__name__.endswith("Mixer"))
     return [n for n, c in mixer.named_children() if isinstance(c, torch.nn.Linear) and n in wanted]
 
 
@@ -50,6 +53,11 @@ MISCONCEPTIONS = [
                   "model.parameters() only.", _with_buffers),
     Misconception("bytes instead of elements", "count_trainable_parameters",
                   "Count parameter elements (p.numel()), not their bytes (numel x element_size).", _bytes),
+    Misconception("requires_grad ignored", "count_trainable_parameters",
+                  "Trainable means p.requires_grad: frozen parameters (a frozen backbone, peft's base model) count in "
+                  "the total only. model.num_parameters() counts them all.", _requires_grad_ignored),
+    Misconception("(total, trainable) swapped", "count_trainable_parameters",
+                  "Return (trainable, total), in that order: the first number is never the larger one.", _swapped),
     Misconception("every Linear of the mixer", "mamba_lora_targets",
                   "peft refuses out_proj for Mamba (the fused kernel reads its weight directly) and an adapter on "
                   "dt_proj gets no gradient (its raw weight is multiplied directly): target in_proj and x_proj.",
@@ -67,3 +75,12 @@ MISCONCEPTIONS = [
                   lambda model: [f"backbone.layers.0.mixer.{n}"
                                  for n in _mixer_children(model, {"in_proj", "x_proj"})]),
 ]
+
+def _count(model):
+    params = list(as_trusted_model(model).parameters())
+    return (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
+
+
+# The course's answers (diagnosis names a mutant only where it differs from them).
+REFERENCES = {"count_trainable_parameters": _count,
+              "mamba_lora_targets": lambda model: _mixer_children(model, {"in_proj", "x_proj"})}

@@ -2,7 +2,8 @@
 
     runner.py       the sandbox's runner: executes the notebook in an ipykernel, then serves the grader's calls
     harness.py      run inside the student's kernel for each call (read as text by the runner, executed in a fresh
-                    namespace): decodes the arguments, calls the function, encodes the value
+                    namespace): decodes the arguments, calls the function, encodes the value; its probes let a
+                    check observe a call (the model's forward calls) or time trusted code in the same kernel
     zygote_main.py  the warm-start zygote: a trusted process that imports the kernel's libraries once and forks a
                     sandbox per submission; every warm sandbox starts as a copy of its memory
 

@@ -7,6 +7,11 @@ own so that the linter and the type checker read it like any other code.
 
 Arguments cross as in.json + in.safetensors in the call's folder; the value goes back as out.json +
 out.safetensors. Nothing crosses as pickle.
+
+A reserved keyword ``__sparkgrade_probe__`` asks for a probe (bottom of this file): "forwards" calls the student's
+function with forward hooks on its model arguments and returns {"value", "forwards", ...}; "reference_generation"
+runs the grader's own generation timing instead of any student function. What a probe reports is as untrusted as
+any value (student code shares the kernel): the checks hold it against the runner's clock, outside the kernel.
 """
 
 from typing import Any
@@ -96,13 +101,29 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
     models = cache.__dict__.setdefault("models", {})
 
     def load_model(v):
-        key = (v["name"], v.get("dtype"), device)
+        # Same recipe as autograder.checks.trusted.build_model (the grader's side of the comparison).
+        key = (v["name"], v.get("dtype"), device, v.get("config"), tuple(v.get("lora") or ()), v.get("freeze"))
         if key not in models:
             import torch
-            from transformers import AutoModelForCausalLM
+            from transformers import AutoConfig, AutoModelForCausalLM
             kw = {"dtype": getattr(torch, v["dtype"])} if v.get("dtype") else {}
-            path = os.path.join(models_dir, v["name"])
-            models[key] = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kw).to(device).eval()
+            if v.get("config"):
+                fields = json.loads(v["config"])
+                config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+                torch.manual_seed(0)
+                model = AutoModelForCausalLM.from_config(config, **kw)
+            else:
+                path = os.path.join(models_dir, v["name"])
+                model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kw)
+            if v.get("lora"):
+                from peft import LoraConfig, get_peft_model
+                model = get_peft_model(model, LoraConfig(r=4, target_modules=list(v["lora"])))
+            if v.get("freeze"):
+                import re
+                for name, p in model.named_parameters():
+                    if re.search(v["freeze"], name):
+                        p.requires_grad_(False)
+            models[key] = model.to(device).eval()
         return models[key]
 
     def dec(v):
@@ -125,14 +146,22 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
 
     args = [dec(a) for a in spec["args"]]
     kwargs = {k: dec(a) for k, a in spec["kwargs"].items()}
+    # A probed call (_sparkgrade_probe): the value comes back with what the harness observed during the call.
+    probe = kwargs.pop("__sparkgrade_probe__", None)
+    if probe not in (None, "forwards", "reference_generation"):
+        raise ValueError(f"unknown probe {probe!r}")
     # A gradient call: d(first output . grad_output) / d(args[i]) for i in wrt, by autograd through the function.
     grad_wrt = kwargs.pop("__sparkgrade_grad_wrt__", None)
     grad_output = kwargs.pop("__sparkgrade_grad_output__", None)
+    # Arguments the function must update in place (a decode step's state): handed back after the call.
+    return_args = kwargs.pop("__sparkgrade_return_args__", None)
     if grad_wrt is not None:
         grad_wrt = [int(i) for i in grad_wrt]
         for i in grad_wrt:
             args[i] = args[i].detach().clone().requires_grad_(True)
     fn = ns.get(function)
+    if probe == "reference_generation":  # trusted code: the student's function is not called at all
+        fn = _sparkgrade_reference_generation
     if type(fn) is not types.FunctionType:
         raise NameError(f"{function!r} is not a function defined in the notebook")
 
@@ -180,8 +209,12 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
     if trace_start is not None:
         trace_start()
     try:
-        if grad_wrt is None:
+        if probe == "forwards":
+            result = _sparkgrade_count_forwards(fn, args, kwargs)
+        elif grad_wrt is None:
             result = fn(*args, **kwargs)
+            if return_args is not None:
+                result = (result, [args[int(i)] for i in return_args])
         else:
             import torch
 
@@ -204,3 +237,145 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
         save_file(out, os.path.join(call_dir, "out.safetensors"))
     with open(os.path.join(call_dir, "out.json"), "w", encoding="utf-8") as f:
         json.dump({"result": encoded, "wall_s": wall, "forbidden": forbidden}, f)
+
+
+# -- probes: trusted code a check runs in the kernel, next to the student's calls --------------------------------
+# Each is self-contained (imports inside) because the runner executes this file's text in the kernel.
+
+MAX_FORWARDS = 4096  # forward calls recorded per probed call: far more than any check asks a function to generate
+
+
+def _sparkgrade_count_forwards(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Call ``fn`` with forward hooks on every model argument; returns {"value", "forwards", "call_s",
+    "peak_rss_bytes"}.
+
+    forwards: [tokens given, start s, end s] of every forward call in order, times on the kernel's clock from the
+    start of the call (tokens: the input_ids or inputs_embeds length, -1 if neither). Greedy generation of n tokens
+    after a prompt of p shows p, 1, 1, ... (n calls, with a cache) or p, p+1, ... (n calls, without): the check finds
+    that run and holds the student's timings against its clock stamps. The hooks go on before the call and come off
+    after it, so only the student's own call is seen; a function that removes them only loses the evidence.
+    """
+    import time
+
+    import torch
+
+    forwards: list[list[float]] = []
+    t0 = time.perf_counter()
+
+    def before(module: Any, hook_args: tuple[Any, ...], hook_kwargs: dict[str, Any]) -> None:
+        x = hook_kwargs.get("input_ids")
+        if x is None and hook_args:
+            x = hook_args[0]
+        if x is None:
+            x = hook_kwargs.get("inputs_embeds")
+        n = int(x.shape[1]) if isinstance(x, torch.Tensor) and x.dim() >= 2 else -1
+        if len(forwards) < MAX_FORWARDS:
+            forwards.append([n, time.perf_counter() - t0, -1.0])
+
+    def after(module: Any, hook_args: tuple[Any, ...], hook_kwargs: dict[str, Any], output: Any) -> None:
+        if forwards and forwards[-1][2] < 0:
+            forwards[-1][2] = time.perf_counter() - t0
+
+    handles = []
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, torch.nn.Module):
+            handles.append(a.register_forward_pre_hook(before, with_kwargs=True))
+            handles.append(a.register_forward_hook(after, with_kwargs=True))
+    # The student's call runs beside the same 1 ms sampling thread as the grader's timing (and the lab's PeakMemory):
+    # on a busy CPU such a thread changes how the scheduler treats the process, and so the timings, several-fold.
+    stop, sampler = _sparkgrade_sampler()
+    try:
+        value = fn(*args, **kwargs)
+    finally:
+        call_s = time.perf_counter() - t0
+        stop()
+        for h in handles:
+            h.remove()
+    return {"value": value, "forwards": forwards, "call_s": call_s, "peak_rss_bytes": sampler[0]}
+
+
+def _sparkgrade_sampler() -> tuple[Any, list[int]]:
+    """A thread that samples this process's resident set every millisecond, as the lab's PeakMemory does on CPU:
+    returns (stop, [peak bytes so far])."""
+    import os
+    import threading
+
+    def rss() -> int:  # as labkit._rss_bytes: resident pages x page size
+        try:
+            with open("/proc/self/statm", encoding="ascii") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    peak = [rss()]
+    event = threading.Event()
+
+    def sample() -> None:
+        while not event.is_set():
+            peak[0] = max(peak[0], rss())
+            event.wait(0.001)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        event.set()
+        thread.join()
+        peak[0] = max(peak[0], rss())
+
+    return stop, peak
+
+
+def _sparkgrade_reference_generation(model: Any, input_ids: Any, new_tokens: int) -> dict[str, Any]:
+    """The grader's own measurement: greedy generation timed as the labs define it (labkit.measure_generation).
+
+    Warm-up first; TTFT = prefill + the first new token; decode tok/s = (new_tokens - 1) / time from the first to
+    the last new token, read by a generate() streamer (called once with the prompt, then once per new token). Peak
+    memory as the lab's PeakMemory helper takes it (CUDA: max allocated; CPU: the resident set sampled every
+    millisecond by a thread). The sampling thread is part of the method, not a detail: on a loaded CPU it changes
+    the time to first token of the tiny models several-fold, so the grader measures exactly as the students do.
+    """
+    import time
+
+    import torch
+    from transformers.generation.streamers import BaseStreamer
+
+    device = input_ids.device
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    class Clock(BaseStreamer):
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+
+        def put(self, value: Any) -> None:
+            sync()
+            self.stamps.append(time.perf_counter())
+
+        def end(self) -> None:
+            pass
+
+    kwargs = dict(attention_mask=torch.ones_like(input_ids), do_sample=False, max_new_tokens=new_tokens,
+                  min_new_tokens=new_tokens, pad_token_id=model.config.eos_token_id)
+    with torch.inference_mode():
+        model.generate(input_ids, **{**kwargs, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up
+        clock = Clock()
+        if device.type == "cuda":
+            sync()
+            torch.cuda.reset_peak_memory_stats(device)
+        stop, peak = _sparkgrade_sampler()
+        try:
+            sync()
+            start = time.perf_counter()
+            model.generate(input_ids, streamer=clock, **kwargs)
+        finally:
+            stop()
+    peak_bytes = peak[0]
+    if device.type == "cuda":
+        sync()
+        peak_bytes = int(torch.cuda.max_memory_allocated(device))
+    first, last = clock.stamps[1], clock.stamps[-1]
+    decode = (new_tokens - 1) / (last - first) if new_tokens > 1 and last > first else float("nan")
+    return {"ttft_s": first - start, "decode_tok_s": decode, "peak_mem_bytes": int(peak_bytes)}

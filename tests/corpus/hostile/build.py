@@ -31,6 +31,7 @@ NOTEBOOKS: dict[str, list[str]] = {
         "import torch\nprint('torch', torch.__version__)",
         "def add(a, b):\n    return a + b",
         "def scale(x, k):\n    return x * k",
+        "def bump_(x):\n    x.add_(1)\n    return x.sum()",
         "def pair(x):\n    return x.sum(), [x, x * 2], {'n': x.numel(), 'mean': float(x.mean())}",
         "def loud(x):\n    print('hello from the call')\n    return x",
         "def boom():\n    raise ValueError('nope')",

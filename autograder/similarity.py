@@ -17,6 +17,7 @@ import io
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from markupsafe import Markup
@@ -53,7 +54,8 @@ def _code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
 
 def _read(notebook: bytes) -> nbformat.NotebookNode | None:
     try:
-        return nbformat.reads(notebook.decode("utf-8", "replace"), as_version=4)
+        nb: nbformat.NotebookNode = nbformat.reads(notebook.decode("utf-8", "replace"), as_version=4)
+        return nb
     except Exception:  # an unreadable notebook has no code to compare; its grade says why
         return None
 
@@ -84,13 +86,13 @@ def student_code(notebook: bytes, release_notebook: bytes) -> str:
     return "\n\n".join(parts)
 
 
-def _fingerprint(name: str, code: str, boilerplate: list[int]):
+def _fingerprint(name: str, code: str, boilerplate: list[int]) -> Any:  # a copydetect.CodeFingerprint
     from copydetect import CodeFingerprint
 
     return CodeFingerprint(name + ".py", K, WINDOW, boilerplate=boilerplate, language="python", fp=io.StringIO(code))
 
 
-def _marked(code: str, slices) -> Markup:
+def _marked(code: str, slices: Any) -> Markup:  # slices: copydetect's 2 x N array of character offsets
     from copydetect.utils import highlight_overlap
 
     if slices.shape[-1] == 0:

@@ -61,7 +61,8 @@ test-fast: $(STAMP)
 SANDBOX_TYPED := __init__ bwrap calls cgroup gpus limits watchdog inside/__init__ inside/cuda_cap inside/zygote_main
 TYPED := reference autograder/__init__.py autograder/errors.py autograder/paths.py autograder/records.py \
 	autograder/rubric.py autograder/cli.py autograder/checks autograder/course autograder/db \
-	autograder/feedback autograder/intake autograder/plausibility $(SANDBOX_TYPED:%=autograder/sandbox/%.py)
+	autograder/feedback autograder/intake autograder/plausibility autograder/similarity.py autograder/watch.py \
+	$(SANDBOX_TYPED:%=autograder/sandbox/%.py)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -67,6 +67,21 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     _add_db(p)
 
 
+def _add_overview(p: argparse.ArgumentParser) -> None:
+    p.add_argument("course_dir")
+    _add_db(p)
+
+
+def _add_watch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("course_dir")
+    p.add_argument("labs", nargs="*", metavar="LAB", help="the labs to watch (default: every lab of the course)")
+    p.add_argument("--interval", type=float, default=5.0, metavar="S", help="seconds between collects (default 5)")
+    p.add_argument("--once", action="store_true", help="one cycle, then exit (e.g. from cron)")
+    p.add_argument("--no-sandbox", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="local worker processes")
+    _add_db(p)
+
+
 def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("course_dir")
     p.add_argument("--assignment", metavar="LAB", help="only this lab (default: every lab)")
@@ -240,6 +255,41 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_overview(args: argparse.Namespace) -> int:
+    from autograder.feedback.overview import write_overview
+
+    course = Path(args.course_dir)
+    if not course.is_dir():
+        raise UserError(f"{course}: no such course folder")
+    path, students, labs = write_overview(course, args.db)
+    print(f"wrote the course overview ({students} students, {labs} labs) to {path}")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from autograder.feedback.overview import course_labs
+    from autograder.paths import check_lab
+    from autograder.watch import Event, watch
+
+    course = Path(args.course_dir)
+    if not (course / "nbgrader_config.py").is_file():
+        raise UserError(f"{course} is not a course folder (no nbgrader_config.py): create one with `sparkgrade init`")
+    labs = args.labs or course_labs(course, [])
+    for lab in labs:
+        check_lab(lab)
+
+    def said(e: Event) -> None:
+        print(f"{datetime.now():%H:%M:%S} {e.kind:10} {e.lab} {e.student} {e.detail}", flush=True)
+
+    print(f"watching {', '.join(labs)} in {course} every {args.interval:g} s (Ctrl-C stops; a restart resumes)",
+          flush=True)
+    watch(course, labs, interval=args.interval, cycles=1 if args.once else None, no_sandbox=args.no_sandbox,
+          db_url=args.db, workers=args.workers, say=said)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from autograder import preflight
 
@@ -319,6 +369,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
     "grade": ("grade the submissions of one lab", _add_grade, "autograder.cli:cmd_grade"),
     "feedback": ("render one feedback page per graded submission", _add_feedback, "autograder.cli:cmd_feedback"),
     "report": ("render the class report of one lab for instructors", _add_report, "autograder.cli:cmd_report"),
+    "overview": ("render the course overview for instructors: every student and lab, missing work, flags",
+                 _add_overview, "autograder.cli:cmd_overview"),
+    "watch": ("grade on submit: collect, grade and release feedback as submissions arrive", _add_watch,
+              "autograder.cli:cmd_watch"),
     "export": ("export grades as json, csv or a Canvas gradebook", _add_export, "autograder.cli:cmd_export"),
     "check-benchmarks": (
         "check a benchmarks.json for physically impossible or suspicious numbers",

@@ -5,6 +5,9 @@
     hardware: dgx-spark     # the profile benchmark numbers are judged against (reference.hardware)
     gpu: true               # labs whose rubric says `gpu: true` run their sandbox on a GPU, with their gpu_checks
     gpu_sandboxes: 1        # at most this many GPU sandboxes at once on one machine (unified memory is shared)
+    policies:               # per lab, for `sparkgrade watch` (autograder/watch.py): graded attempts, which counts,
+      lab-2.4.4-moe-router: # what the page shows before the due date
+        {attempts: 3, counts: best, before_due: checks}
 
 The file is the instructor's, so trusted; pydantic still validates it so a typo fails with one line. A course
 without the file is the CPU course every release before this one made: the rubrics' hardware, no GPU.
@@ -13,7 +16,7 @@ without the file is the CPU course every release before this one made: the rubri
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -26,11 +29,21 @@ if TYPE_CHECKING:
 CONFIG_NAME = "sparkgrade.yaml"
 
 
+class AttemptPolicy(BaseModel):
+    """How `sparkgrade watch` treats one lab's submissions (autograder/watch.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    attempts: int | None = Field(default=None, ge=1)  # graded attempts per student; None: no cap
+    counts: Literal["last", "best"] = "last"  # the graded attempt nbgrader's gradebook gets
+    before_due: Literal["full", "checks"] = "full"  # checks: the page shows which checks passed, not why
+
+
 class CourseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     hardware: str | None = None  # None: each lab's rubric default
     gpu: bool = False
     gpu_sandboxes: int = Field(default=1, ge=1)
+    policies: dict[str, AttemptPolicy] = Field(default_factory=dict)  # lab -> attempt policy
 
     @field_validator("hardware")
     @classmethod
@@ -87,5 +100,6 @@ def save_config(course_dir: Path, config: CourseConfig) -> Path:
     path = config_path(course_dir)
     header = ("# sparkgrade course settings (autograder/course/config.py). hardware: the profile benchmark numbers are "
               "judged against;\n# gpu: GPU labs run on the GPU; gpu_sandboxes: GPU sandboxes at once per machine.\n")
-    path.write_text(header + yaml.safe_dump(config.model_dump(), sort_keys=False))
+    data = config.model_dump(exclude={"policies"} if not config.policies else None)
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False))
     return path

@@ -72,6 +72,7 @@ class DemoResult:
 def run_demo(course: Path, say: Callable[[str], None] = lambda _: None) -> DemoResult:
     """Build the course, hand in the demo classes, grade them, render the pages; ``say`` hears each step."""
     from autograder.feedback import write_class_report, write_feedback_pages
+    from autograder.feedback.overview import write_overview
     from autograder.feedback.report import report_path
 
     t0 = time.perf_counter()
@@ -89,11 +90,12 @@ def run_demo(course: Path, say: Callable[[str], None] = lambda _: None) -> DemoR
             write_submission(course, lab, student, spec, when)
     say("3/4 grading: every notebook runs in its own sandbox; hidden checks run outside it")
     results = {lab: grade_course(course, lab) for lab in classes}
-    say("4/4 feedback pages and class reports")
+    say("4/4 feedback pages, class reports and the course overview")
     pages: list[tuple[str, Path]] = []
     for lab in classes:
         write_feedback_pages(course, lab)
         write_class_report(course, lab)
         pages.append(("report", report_path(course, lab)))
+    pages.insert(0, ("overview", write_overview(course)[0]))
     pages.append(("pages", course / "feedback" / "<student>" / "<lab>" / "<lab>.html"))
     return DemoResult(results, pages, time.perf_counter() - t0)

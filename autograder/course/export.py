@@ -18,6 +18,7 @@ from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.order import natural_key
 from autograder.records import GradeRecord
+from autograder.similarity import Pair
 
 Totals = dict[tuple[str, str], Total]
 
@@ -45,8 +46,23 @@ def _total(r: GradeRecord, totals: Totals | None) -> Total:
     return Total(r.score, r.max_score, None, 0.0, 0, r.score, r.max_score, True)
 
 
-def to_json(records: Iterable[GradeRecord], totals: Totals | None = None) -> str:
-    return json.dumps([{**r.to_export(), **_total(r, totals).to_export()} for r in records], indent=2)
+def to_json(records: Iterable[GradeRecord], totals: Totals | None = None, similar: Iterable[Pair] | None = None) -> str:
+    """The records as a list, each with its total; with ``similar`` (autograder.similarity's pairs), each record
+    lists under "similar" the submissions of the same lab alike to it: {"student", "score", "share"}, share being
+    the part of this record's code found in the other's."""
+    alike: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for p in similar or ():
+        alike.setdefault((p.lab, p.a), []).append({"student": p.b, "score": round(p.score, 3),
+                                                   "share": round(p.a_share, 3)})
+        alike.setdefault((p.lab, p.b), []).append({"student": p.a, "score": round(p.score, 3),
+                                                   "share": round(p.b_share, 3)})
+    out = []
+    for r in records:
+        d = {**r.to_export(), **_total(r, totals).to_export()}
+        if similar is not None:
+            d["similar"] = alike.get((r.assignment, r.student), [])
+        out.append(d)
+    return json.dumps(out, indent=2)
 
 
 def to_csv(records: Iterable[GradeRecord], totals: Totals | None = None) -> str:
@@ -106,4 +122,10 @@ def export_records(course: Path, assignment: str | None, fmt: str, db_url: str |
     with CourseStore(course, db_url, readonly=True) as store:  # a read: never creates or migrates a database
         records = list(store.records(assignment))
     totals = course_totals(course, records)
-    return Export(FORMATS[fmt](records, totals), len(records), sum(not t.final for t in totals.values()))
+    provisional = sum(not t.final for t in totals.values())
+    if fmt == "json":
+        from autograder.similarity import THRESHOLD, class_similarity
+
+        pairs = [p for lab in sorted({r.assignment for r in records}) for p in class_similarity(course, lab, THRESHOLD)]
+        return Export(to_json(records, totals, pairs), len(records), provisional)
+    return Export(FORMATS[fmt](records, totals), len(records), provisional)

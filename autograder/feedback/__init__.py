@@ -67,6 +67,10 @@ def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None,
 
 def write_class_report(course_dir: Path, lab: str, db_url: str | None = None) -> tuple[Path, int]:
     """The class page of ``lab`` for instructors; returns (its path, the number of submissions on it)."""
+    from autograder.similarity import THRESHOLD, class_similarity
+
     records = _records(course_dir, lab, db_url)
     totals = lab_totals(course_dir, lab, records)
-    return write_report(course_dir, records, course_rubric(lab, load_config(course_dir)), totals), len(records)
+    similar = class_similarity(course_dir, lab, THRESHOLD)
+    return write_report(course_dir, records, course_rubric(lab, load_config(course_dir)), totals, similar,
+                        THRESHOLD), len(records)

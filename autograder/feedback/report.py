@@ -18,6 +18,7 @@ from autograder.feedback.render import render
 from autograder.order import natural_key
 from autograder.records import GradeRecord
 from autograder.rubric import Rubric
+from autograder.similarity import Pair
 
 SLOWEST = 10
 TIMING_KEYS = ("sandbox_start_s", "notebook_s", "checks_s", "total_s")
@@ -142,13 +143,17 @@ def report_path(course_dir: Path, lab: str) -> Path:
 
 
 def write_report(course_dir: Path, records: list[GradeRecord], rubric: Rubric,
-                 totals: dict[str, Total] | None = None) -> Path:
+                 totals: dict[str, Total] | None = None, similar: list[Pair] | None = None,
+                 similarity_threshold: float = 0.0) -> Path:
+    """The class page; ``similar``: the pairs of autograder.similarity to list (None: no similarity section)."""
     path = report_path(course_dir, rubric.lab)
     links = {}
     for r in records:
         page = feedback_dir(course_dir, r.student, rubric.lab) / f"{rubric.lab}.html"
         if page.is_file():
             links[r.student] = "../feedback/" + "/".join(quote(p, safe="") for p in (r.student, rubric.lab, page.name))
-    atomic_write(path, render("report.html.j2", **report_context(records, rubric, links, totals)).encode("utf-8"),
-                 mode=0o644)  # readable by a web server or a TA account
+    context = report_context(records, rubric, links, totals)
+    if similar is not None:
+        context.update(similar=similar, similarity_threshold=similarity_threshold)
+    atomic_write(path, render("report.html.j2", **context).encode("utf-8"), mode=0o644)  # readable by a TA account
     return path

@@ -22,8 +22,8 @@ def draw(rng, low, high):
 
 
 def test_counts_stacked_layers(student, rng):
-    layers, tokens, experts = draw(rng, 2, 4), draw(rng, 24, 64), draw(rng, 5, 10)
-    k = draw(rng, 2, experts - 2)
+    layers, tokens, experts = draw(rng, 2, 4), draw(rng, 24, 64), draw(rng, 6, 10)
+    k = draw(rng, 3, experts - 2)  # k >= 3: "top_k ignored (2)" fails on every seed
     check(student, torch.randn(layers, tokens, experts, generator=rng) * 2, k,
           f"({layers} layers, {tokens} tokens, {experts} experts), top-{k}")
 

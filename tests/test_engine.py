@@ -128,7 +128,7 @@ def test_grade_command_and_json_export(toy, tmp_path, capsys):
     assert rows["alice"]["score"] == 4 and rows["bob"]["score"] == 1
     assert set(rows["bob"]) == {"student", "assignment", "score", "max_score", "status", "checks", "flags",
                                 "written_score", "written_max_score", "total_score", "total_max_score", "final",
-                                "total_note"}
+                                "total_note", "similar"}
     assert {"id", "function", "points", "max_points", "status", "message", "diagnosis"} == set(
         rows["bob"]["checks"][0])
     # the same content under the same rubric is not graded again: same attempt, same timings

@@ -582,7 +582,10 @@ def _rubric_with_policy(policy: str):
 
 
 @pytest.mark.slow
-def test_load_balancing_loss_calling_transformers_scores_zero_under_zero_and_is_flagged_under_flag():
+def test_load_balancing_loss_calling_transformers_scores_zero_under_zero_and_is_flagged_under_flag(monkeypatch):
+    # the course's own rubric and notebook, whatever an earlier test's toy lab set in this worker
+    monkeypatch.delenv("SPARKGRADE_RUBRICS", raising=False)
+    monkeypatch.delenv("SPARKGRADE_ASSIGNMENTS", raising=False)
     import nbformat
 
     from assignments.labs.lab_2_4_4 import LOAD_BALANCING

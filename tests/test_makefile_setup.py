@@ -4,6 +4,7 @@ small rules run here (`make -n` or the torch stamp itself), never the setup."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -65,6 +66,11 @@ def test_make_test_runs_everything_in_parallel_and_test_fast_skips_only_the_slow
 
 
 def test_the_modules_kept_on_one_worker_exist():
-    from conftest import _ONE_WORKER_MODULES
+    # by path: under xdist a rubric folder's conftest.py can be the module named "conftest"
+    spec = importlib.util.spec_from_file_location("tests_conftest", ROOT / "tests" / "conftest.py")
+    assert spec and spec.loader
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    _ONE_WORKER_MODULES = conftest._ONE_WORKER_MODULES
 
     assert all((ROOT / "tests" / f"{name}.py").is_file() for name in _ONE_WORKER_MODULES), _ONE_WORKER_MODULES

@@ -45,8 +45,10 @@ def test_lbl_balanced_scale(student, rng):
     # Perfectly balanced routing with random E and k: token t prefers experts t, t+1, ..., t+k-1 (mod E) equally, over
     # a whole number of cycles, in a random token order and expert numbering. Every expert fills the same share of
     # the k slots with the same mean probability: loss = k exactly (not 1).
-    E = int(torch.randint(3, 9, (1,), generator=rng))
-    k = int(torch.randint(1, E, (1,), generator=rng))
+    # k >= 3 (so E >= 4): with k = 1 dividing by k or counting only the first choice changes nothing, and a
+    # constant 2.0 matched every seed that drew k = 2 (the 20-seed run showed all three)
+    E = int(torch.randint(5, 9, (1,), generator=rng))
+    k = int(torch.randint(3, E, (1,), generator=rng))
     cycles = int(torch.randint(1, 4, (1,), generator=rng))
     high = 1.0 + 3.0 * float(torch.rand((), generator=rng))
     rows = torch.full((E * cycles, E), -1.0)
@@ -63,8 +65,11 @@ def test_zloss_value(student, rng):
 
 
 def test_zloss_large_logits(student, rng):
-    logits = (torch.randn(50, 8, generator=rng) * 10 + 60).to(torch.bfloat16)
-    # The inputs are exact bf16 numbers: an fp32 logsumexp reproduces the reference to ~1e-6, a bf16 one is off
-    # by its rounding (about 0.4 %).
+    # Rows of 8 equal logits a (integers 52..61, exact in bf16, random per token): logsumexp = a + ln 8, whose
+    # fraction .079 lies between bf16 grid points (0.25 apart there), so a bf16 logsumexp is off by 0.079 on every
+    # token, the same sign each time (0.26 % of the z-loss), while an fp32 one reproduces the reference to ~1e-6.
+    # With random rows the bf16 rounding errors of 50 tokens cancelled on some seeds, and that mistake passed.
+    a = torch.randint(52, 62, (50, 1), generator=rng).to(torch.bfloat16)
+    logits = a.expand(50, 8).contiguous()
     expect_number(student.router_z_loss(logits), float(reference_z(logits)), name="z-loss for large bf16 logits",
                   rtol=1e-4)

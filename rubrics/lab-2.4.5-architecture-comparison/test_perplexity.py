@@ -41,7 +41,8 @@ def test_ppl_single_window(student, trusted_model, text_ids, rng):
     # A (n,) text shorter than max_length, scored in several strides: every window reaches back to the first
     # token, so the answer is the whole text's perplexity. Averaging window means, windows without their
     # context, unshifted labels or base 2 differ; a random n and stride keep a constant from fitting.
-    n = int(torch.randint(30, 61, (1,), generator=rng))
+    # n > max_length / 2 + 3: with n <= 32, halving max_length (64) still reached back to the first token
+    n = int(torch.randint(36, 61, (1,), generator=rng))
     stride = int(torch.randint(8, n // 2 + 1, (1,), generator=rng))
     if (n - 1) % stride == 0:  # equal windows: the mean of window means equals the mean, so that mistake passed
         n += 1

@@ -80,3 +80,14 @@ def test_the_grader_may_choose_another_profile_and_the_submission_is_not_modifie
 def test_a_lab_without_parameters_is_left_as_it_is():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     assert pin_parameters(nb, nb).cells == nb.cells
+
+
+def test_the_pinned_cell_gets_an_id_of_its_own(source, recwarn):
+    """The student's parameters cell keeps the course's id: the pinned copy must not share it, or nbformat warns
+    DuplicateCellId (and rewrites an id) on every write of the graded notebook."""
+    pinned = pin_parameters(with_params(source, spark_in_place), source)
+    ids = [c.get("id") for c in pinned.cells]
+    assert len(ids) == len(set(ids)) == len(source.cells) + 1
+    nbformat.validate(pinned)
+    nbformat.writes(pinned)
+    assert not [w for w in recwarn if "DuplicateCellId" in type(w.message).__name__]

@@ -39,6 +39,12 @@ def pin_parameters(nb: nbformat.NotebookNode, source: nbformat.NotebookNode,
     pinned = copy.deepcopy(source.cells[at])
     pinned.source = PROFILE_LINE.sub(f"PROFILE = {profile!r}  # set by the grader", pinned.source, count=1)
     pinned.outputs, pinned.execution_count = [], None
+    # A fresh cell id: the student's copy of this cell keeps the course's id, and two equal ids make nbformat
+    # warn (DuplicateCellId) on every write of the notebook.
+    used = {c.get("id") for c in out.cells}
+    if "id" in pinned:  # (notebooks before format 4.5 have no cell ids)
+        pinned["id"] = next(f"sparkgrade-parameters-{n}" for n in range(len(used) + 1)
+                            if f"sparkgrade-parameters-{n}" not in used)
     # The student's parameters cells keep their text for the feedback page but lose the tag: only ours is run as
     # the parameters in a definitions-only run, and ours comes after theirs.
     for cell in out.cells:

@@ -226,7 +226,7 @@ def _read_pid(ctl: socket.socket, timeout_s: float) -> int:
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and msg == b"c":
             pid, _uid, _gid = struct.unpack("iII", data[: struct.calcsize("iII")])
-            if pid > 0:
+            if isinstance(pid, int) and pid > 0:
                 return pid
     raise ZygoteError("the warm sandbox did not start (no hello from its pid 1)")
 
@@ -262,22 +262,23 @@ def get(threads: int) -> Zygote:
 def _start_in_keeper(threads: int) -> Zygote:
     """Start the zygote from a thread that lives as long as this process: its parent-death signal (and so every
     warm sandbox's) follows the thread that started it, and a grading worker thread may end before the batch."""
-    box: dict[str, Any] = {}
+    made: list[Zygote] = []
+    failed: list[BaseException] = []
     started = threading.Event()
 
     def keeper() -> None:
         try:
-            box["zygote"] = Zygote(threads)
+            made.append(Zygote(threads))
         except BaseException as exc:  # handed to the caller below
-            box["error"] = exc
+            failed.append(exc)
         started.set()
         threading.Event().wait()
 
     threading.Thread(target=keeper, name=f"sparkgrade-zygote-{threads}", daemon=True).start()
     started.wait()
-    if "error" in box:
-        raise box["error"]
-    return box["zygote"]
+    if failed:
+        raise failed[0]
+    return made[0]
 
 
 def mark_broken(reason: str) -> None:

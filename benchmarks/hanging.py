@@ -22,28 +22,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _common import demo_course, fresh_copy
+
 LAB = "lab-2.4.2-mamba-architecture"
 HANG = {"source": ["selective_state_update"], "code": {"selective_scan": (
     "def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,\n"
     "                   return_last_state=False):\n"
     "    while True:\n"
     "        pass\n")}}
-
-
-def make_course(root: Path, students: int) -> Path:
-    from autograder.course.create import init_course
-    from autograder.course.demo import demo_classes, write_submission
-
-    course = root / "course"
-    if course.exists():
-        shutil.rmtree(course)
-    init_course(course, [LAB])
-    klass = list(demo_classes()[LAB]["students"].items())
-    when = datetime.now(UTC) - timedelta(hours=1)
-    for i in range(students):
-        name, spec = klass[i % len(klass)]
-        write_submission(course, LAB, f"{name}{i:02d}", {**spec, "late": False}, when)
-    return course
 
 
 def with_hanging(course: Path, dest: Path) -> Path:
@@ -55,13 +41,6 @@ def with_hanging(course: Path, dest: Path) -> Path:
     shutil.rmtree(copy / "submitted" / victim)
     write_submission(copy, LAB, victim, HANG, datetime.now(UTC) - timedelta(hours=1))
     return copy
-
-
-def fresh_copy(course: Path, dest: Path) -> Path:
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(course, dest, symlinks=True, ignore=shutil.ignore_patterns("grades.db*", "autograded"))
-    return dest
 
 
 def grade(course: Path, workers: int) -> float:
@@ -83,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
-    course = make_course(root, args.students)
+    course = demo_course(root / "course", LAB, args.students)
     clean = fresh_copy(course, root / "clean")
     hanging = with_hanging(course, root / "hanging")
     t_clean = grade(clean, args.workers)

@@ -42,7 +42,7 @@ from autograder.sandbox.codec import (
     read_call_reply,
     write_call_inputs,
 )
-from autograder.sandbox.limits import Limits, rlimits_for, runner_limits
+from autograder.sandbox.limits import Limits, RunnerConfig, rlimits_for, runner_limits
 
 INSIDE_DIR = Path(__file__).parent / "inside"  # everything that runs next to student code
 RUNNER = INSIDE_DIR / "runner.py"
@@ -214,7 +214,7 @@ class Sandbox:
     def _rlimits(self) -> dict[str, int]:
         return rlimits_for(self.limits, cgroup=self._cgroup is not None, gpu=self.gpu is not None)
 
-    def _config(self) -> dict[str, Any]:
+    def _config(self) -> RunnerConfig:
         inside = not self.no_sandbox
         quota = self._cgroup is not None and self._cgroup.cpu_quota is not None
         return {"token": self._token, "notebook": self._notebook_name, "executed_name": EXECUTED_NAME,
@@ -225,7 +225,7 @@ class Sandbox:
 
     # -- the protocol channel -------------------------------------------------------------------------------------
 
-    def _send(self, msg: dict[str, Any]) -> None:
+    def _send(self, msg: Mapping[str, object]) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         try:
             self._proc.stdin.write((json.dumps(msg) + "\n").encode())

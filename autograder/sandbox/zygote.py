@@ -27,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TypedDict
 
 from autograder.sandbox import bwrap as bw
 
@@ -44,6 +44,23 @@ WARM_MODULES = (
     "transformers.models.auto.modeling_auto",
     "transformers.models.auto.tokenization_auto",
 )
+
+
+class WarmSpec(TypedDict):
+    """One warm sandbox's layout as the zygote reads it (inside/zygote_main.py): bwrap.build_argv's mounts as data."""
+
+    host_id: int | None  # the host uid the sandbox uid maps onto when the grader is root
+    newroot: str
+    work_dir: str
+    etc_dir: str
+    python_dirs: list[str]
+    models_dir: str | None
+    inside_work: str
+    inside_models: str
+    etc_from_host: list[str]
+    tmp_bytes: int
+    env: dict[str, str]
+    rlimits: dict[str, int]
 
 
 class ZygoteError(RuntimeError):
@@ -143,7 +160,7 @@ class Zygote:
     def alive(self) -> bool:
         return self._proc.poll() is None
 
-    def spawn(self, spec: dict[str, Any], procs_files: Iterable[str] = (), timeout_s: float = 60.0) -> ZygoteProcess:
+    def spawn(self, spec: WarmSpec, procs_files: Iterable[str] = (), timeout_s: float = 60.0) -> ZygoteProcess:
         """Fork a sandbox for ``spec`` (see zygote_main._build_root); put its pid 1 in the given cgroups."""
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -297,7 +314,7 @@ def shutdown() -> None:
 
 
 def sandbox_spec(mounts: bw.Mounts, env: dict[str, str], *, tmp_bytes: int, newroot: Path,
-                 rlimits: dict[str, int], host_id: int | None = None) -> dict[str, Any]:
+                 rlimits: dict[str, int], host_id: int | None = None) -> WarmSpec:
     """The warm sandbox's layout: bwrap.build_argv's mounts, as data for the zygote. ``host_id``: the host uid
     the sandbox uid maps onto when the grader is root (bwrap.sandbox_host_id)."""
     return {

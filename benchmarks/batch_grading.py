@@ -13,24 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import demo_course, fresh_copy
+from _common import demo_course, fresh_copy, timed
 
 LAB = "lab-2.4.4-moe-router"
-
-
-def timed(cmd: list[str], cwd: Path) -> float:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} failed: {proc.stderr[-1500:]}")
-    return wall
 
 
 def floor(course: Path) -> float:

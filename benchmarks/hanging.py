@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import demo_course, fresh_copy
+from _common import demo_course, fresh_copy, timed
 
 LAB = "lab-2.4.2-mamba-architecture"
 HANG = {"source": ["selective_state_update"], "code": {"selective_scan": (
@@ -44,14 +42,8 @@ def with_hanging(course: Path, dest: Path) -> Path:
 
 
 def grade(course: Path, workers: int) -> float:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     cmd = [sys.executable, "-m", "autograder.cli", "grade", str(course), LAB, "--workers", str(workers)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"grading {course} failed: {proc.stderr[-1500:]}")
-    return wall
+    return timed(cmd, course, f"grading {course}")
 
 
 def main() -> None:

@@ -14,10 +14,11 @@ runs the grader's own generation timing instead of any student function. What a 
 any value (student code shares the kernel): the checks hold it against the runner's clock, outside the kernel.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 
-def _sparkgrade_forbid(names: list[str]) -> tuple[Any, Any]:
+def _sparkgrade_forbid(names: list[str]) -> tuple[Callable[[], None], Callable[[], list[str]]]:
     """(start, stop) of a tracer that notes which of the named callables (dotted paths, e.g.
     "transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func") run while the student's function
     runs: Python functions by their code object (so a name bound before the call, `from m import f`, is caught
@@ -295,7 +296,7 @@ def _sparkgrade_count_forwards(fn: Any, args: list[Any], kwargs: dict[str, Any])
     return {"value": value, "forwards": forwards, "call_s": call_s, "peak_rss_bytes": sampler[0]}
 
 
-def _sparkgrade_sampler() -> tuple[Any, list[int]]:
+def _sparkgrade_sampler() -> tuple[Callable[[], None], list[int]]:
     """A thread that samples this process's resident set every millisecond, as the lab's PeakMemory does on CPU:
     returns (stop, [peak bytes so far])."""
     import os

@@ -224,16 +224,17 @@ def _grade(sub: Submission, ctx: LabContext, seed: str, t0: float,
     """grade_submission's steps; each names itself in ``steps`` first, so a failure says where it happened.
     Returns the record and the executed notebook (untrusted bytes, for feedback) when there is one."""
     rubric = ctx.rubric
+    flags: list[Flag] = [] if not ctx.no_sandbox else [Flag("unsandboxed", "graded with --no-sandbox: trusted "
+                                                             "self-test only, student code ran unconfined")]
 
     def record(status: SubmissionStatus, score: float, checks: tuple[CheckResult, ...], reason: str,
                timings: dict[str, float], verdicts: tuple[Verdict, ...] | None = None) -> GradeRecord:
+        """This submission's record, with the flags gathered so far."""
         return GradeRecord(student=sub.student, assignment=sub.lab, status=status, score=score,
                            max_score=rubric.max_score, checks=checks, flags=tuple(flags), content_hash=sub.content_hash,
                            seed=seed, rubric_version=rubric.version, sandboxed=not ctx.no_sandbox, timings=timings,
                            reason=reason, machine=platform.node(), verdicts=verdicts)
 
-    flags: list[Flag] = [] if not ctx.no_sandbox else [Flag("unsandboxed", "graded with --no-sandbox: trusted "
-                                                             "self-test only, student code ran unconfined")]
     try:
         if sub.problem:  # no notebook under the expected name: the reason says what the folder held
             raise InvalidNotebook(sub.problem)

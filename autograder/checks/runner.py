@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -126,8 +127,12 @@ def run_all_checks(rubric: Rubric, caller: Caller, seed: str, context: Submissio
     """run_checks, with the rubric's forbid policy applied and its flags."""
     plugin = CheckPlugin(rubric, caller, seed, context, load_misconceptions(rubric.lab), load_references(rubric.lab))
     args = [str(p) for p in collected_files(rubric)]
-    args += ["-q", "--import-mode=importlib", "-o", "addopts=", "--rootdir", str(rubric_dir(rubric.lab)),
-             "-W", "ignore"]
+    # No plugin but ours: --disable-plugin-autoload keeps every pytest11 entry point installed beside the grader
+    # (xdist, hypothesis, timeout, ...) out of the trusted check session: none may change how checks run, and
+    # hypothesis's alone cost ~2.4 s of CPU per grading process to import. The ini file is the empty one, so no
+    # pyproject.toml or pytest.ini found above the rubric (the repository's own test settings) applies either.
+    args += ["-q", "--import-mode=importlib", "-c", os.devnull, "-o", "addopts=", "--disable-plugin-autoload",
+             "--rootdir", str(rubric_dir(rubric.lab)), "-W", "ignore"]
     # Plugins a grading session has no use for; unraisableexception alone spends ~0.3 s per submission in
     # repeated gc.collect() at exit.
     for name in UNUSED_PLUGINS:

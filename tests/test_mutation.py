@@ -51,22 +51,22 @@ def test_every_student_function_has_at_least_four_named_mistakes(lab):
     assert all(m.explanation.strip() for m in load_misconceptions(lab))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("lab", [pytest.param(lab, marks=pytest.mark.timeout(3600)) if lab in SLOW_LABS else lab
-                                 for lab in FUNCTION_LABS])
-def test_verdicts_do_not_depend_on_the_seed(lab):
-    """The course's answer and every variant: each check's verdict is identical for SEEDS seeds (the model lab
-    regrades perplexity on the tiny models per variant and seed: beyond the suite's 15-minute limit on a slow
-    machine, hence its own)."""
-    seeds = [f"stability-{i}" for i in range(SLOW_LAB_SEEDS if lab in SLOW_LABS else SEEDS)]
-    unstable = {}
-    for m in [None] + [m for m, _ in variants(lab)]:
-        first = verdicts(lab, m, seeds[0])
-        for seed in seeds[1:]:
-            now = verdicts(lab, m, seed)
-            changed = {k for k in first if first[k] != now.get(k)}
-            if changed:
-                unstable[m.name if m else "course answer"] = (seed, sorted(changed))
-                break
-    assert not unstable, unstable
+def _stability_cases():
+    """(lab, variant index) with index 0 the course's answer: one test per variant, so that xdist spreads a lab's
+    variants over its workers instead of one worker running a whole lab's catalogue for minutes."""
+    return [pytest.param(lab, i, id=f"{lab}-{'answer' if i == 0 else m.name}")
+            for lab in FUNCTION_LABS for i, m in enumerate([None] + [m for m, _ in variants(lab)])]
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("lab", "index"), _stability_cases())
+def test_verdicts_do_not_depend_on_the_seed(lab, index):
+    """The course's answer and every variant: each check's verdict is identical for SEEDS seeds (the model lab
+    regrades perplexity on the tiny models per variant and seed, hence SLOW_LAB_SEEDS of them)."""
+    seeds = [f"stability-{i}" for i in range(SLOW_LAB_SEEDS if lab in SLOW_LABS else SEEDS)]
+    m = None if index == 0 else variants(lab)[index - 1][0]
+    first = verdicts(lab, m, seeds[0])
+    for seed in seeds[1:]:
+        now = verdicts(lab, m, seed)
+        changed = {k for k in first if first[k] != now.get(k)}
+        assert not changed, f"{m.name if m else 'course answer'}: verdicts of {sorted(changed)} change with seed {seed}"

@@ -215,6 +215,23 @@ def _after_grading(course_dir: Path, lab: str, record: GradeRecord) -> GradeReco
     return dataclasses.replace(record, flags=(*record.flags, *extra)) if extra else record
 
 
+def _sync_counted(course_dir: Path, store: CourseStore, ctx: LabContext, record: GradeRecord) -> None:
+    """Under ``counts: best`` nbgrader's gradebook gets the best attempt, not the one just graded (which
+    _after_grading mirrored): the choice is autograder.course.attempts', as for the export and the pages."""
+    from autograder.course.attempts import counted_attempt
+    from autograder.course.config import AttemptPolicy
+
+    policy = ctx.course.policies.get(record.assignment, AttemptPolicy())
+    if policy.counts == "last" or not (course_dir / "gradebook.db").exists():
+        return
+    try:
+        found = counted_attempt(store, record.assignment, record.student, policy)
+        if found is not None and found.record.content_hash != record.content_hash:
+            sync_record(course_dir, found.record)
+    except Exception:  # the grade is stored; the watch (or the next grade) mirrors it again
+        pass
+
+
 # -- the course batch (`sparkgrade grade`) -------------------------------------------------------------------------
 
 Progress = Callable[[GradeRecord, int, int], None]  # (record just stored, done, total)
@@ -265,6 +282,7 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
             record = failed_record(result.task.submission, ctx.rubric, result.task.seed, "error",
                                    grader_error("storing the grade", exc), sandboxed=not no_sandbox)
             store.save(record, None)
+        _sync_counted(course_dir, store, ctx, record)
         records[record.student] = record
         if on_result is not None:
             on_result(record, len(records), len(subs))

@@ -13,10 +13,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.course.attempts import counted
 from autograder.course.create import init_course
 from autograder.db.store import CourseStore
 from autograder.records import CheckResult, GradeRecord
-from autograder.watch import LEDGER, counted, visible, watch_once
+from autograder.watch import LEDGER, visible, watch_once
 
 LAB = "lab-2.4.4-moe-router"
 COURSE_ID = "efficient-architectures"
@@ -115,9 +116,14 @@ def test_submit_grade_release_fetch_resubmit_restart(loop: Path) -> None:
     assert attempts(course, "alice") == 1 and attempts(course, "bob") == 2
 
     # the policy's two graded attempts are used: a third, new submission is collected, not graded
+    # a third, new submission is collected, not graded, and its released page says so: not silence
     submit(loop, "bob", {"top_k_routing", "router_z_loss"})
     assert [(e.kind, e.student) for e in watch_once(course, [LAB])] == [("over-limit", "bob")]
     assert attempts(course, "bob") == 2 and watch_once(course, [LAB]) == []
+    pages = [p.read_text() for p in fetched(loop, "bob")]
+    [limit] = [p for p in pages if "This submission was not graded" in p]
+    assert "allows 2 graded attempts" in limit and "attempt 2 of 2 counts (best)" in limit
+    assert sum("attempt 2 of 2 counts (best)" in p for p in pages) == 2  # his second page names it too
 
 
 def record(score: float) -> GradeRecord:

@@ -230,6 +230,43 @@ def watch_once(course_dir: Path, labs: list[str], *, no_sandbox: bool = False, d
     return events
 
 
+def warm_up(course_dir: Path, labs: list[str], *, no_sandbox: bool = False, say: Say | None = None) -> list[Event]:
+    """Pay, before the first submission, what the first grading of each lab pays once per process: the lab's
+    context (rubric, source, tiny models), the grader's torch and check imports, the sandbox zygote, the checks'
+    reference models. It grades the lab's own solution (the course's source notebook) in this process, exactly as
+    a single arrival is graded (batch.run_task, whose lab context is cached by the same key), and stores nothing.
+    A lab graded on a GPU warms its context only (a GPU sandbox starts cold anyway). A failure is reported, never
+    fatal: the first submission then pays what is left."""
+    from autograder.batch import GradeTask, run_task
+    from autograder.grading import lab_source_dir, load_lab
+    from autograder.intake.submission import Submission
+    from autograder.sandbox import check_sandbox_available
+
+    events: list[Event] = []
+    course_dir = Path(course_dir)
+    for lab in labs:
+        started = time.monotonic()
+        try:
+            if not no_sandbox:
+                check_sandbox_available()
+            ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox)
+            if not ctx.needs_gpu:
+                notebook = (lab_source_dir(course_dir, lab) / f"{lab}.ipynb").read_bytes()
+                task = GradeTask(Submission("warm-up", lab, notebook), "warm-up", str(course_dir.resolve()),
+                                 no_sandbox, ctx.hardware, False)
+                record = run_task(task).record
+                detail = f"graded the solution once ({record.score:g}/{record.max_score:g})"
+            else:
+                detail = "lab context loaded (GPU sandboxes start cold)"
+            e = Event("warmed", lab, "", f"{detail} in {time.monotonic() - started:.1f} s")
+        except Exception as exc:  # the watch still runs; the first submission pays the rest
+            e = Event("error", lab, "", f"warm-up failed: {type(exc).__name__}: {exc}"[:300])
+        events.append(e)
+        if say is not None:
+            say(e)
+    return events
+
+
 def watch(course_dir: Path, labs: list[str], *, interval: float = 5.0, cycles: int | None = None,
           no_sandbox: bool = False, db_url: str | None = None, workers: int | None = None,
           say: Say | None = None) -> int:

@@ -17,7 +17,7 @@ from autograder.course.attempts import counted
 from autograder.course.create import init_course
 from autograder.db.store import CourseStore
 from autograder.records import CheckResult, GradeRecord
-from autograder.watch import LEDGER, visible, watch_once
+from autograder.watch import LEDGER, visible, warm_up, watch_once
 
 LAB = "lab-2.4.4-moe-router"
 COURSE_ID = "efficient-architectures"
@@ -90,6 +90,10 @@ def loop(tmp_path_factory, tiny_models_cache) -> Path:
 @pytest.mark.slow
 def test_submit_grade_release_fetch_resubmit_restart(loop: Path) -> None:
     course = loop / "course"
+    # the start's warm-up grades the lab's solution once in this process and stores nothing
+    [warmed] = warm_up(course, [LAB])
+    assert warmed.kind == "warmed" and "graded the solution once (" in warmed.detail, warmed
+    assert attempts(course, "warm-up") == 0 and not (course / "submitted").exists()
     submit(loop, "alice", ALL)
     submit(loop, "bob", {"top_k_routing"})
     events = watch_once(course, [LAB])

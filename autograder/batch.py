@@ -13,6 +13,7 @@ binds only that GPU's device nodes); other labs run on CPU workers. On Dask, GPU
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -145,8 +146,29 @@ def gpu_count() -> int:
         return 0
 
 
+_shared_pool: ProcessPoolExecutor | None = None
+
+
+@contextlib.contextmanager
+def shared_workers(workers: int | None = None) -> Iterator[None]:
+    """One pool of CPU worker processes for every grade_course call inside (the demo grades six labs): each worker's
+    interpreter, torch import, sandbox zygote and lab contexts are paid once, not once per lab and worker. GPU labs
+    and one-worker batches still run as they would outside."""
+    global _shared_pool
+    n = workers or default_workers(False, 1)
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
+                             initargs=(None, ctx.Value("i", 0))) as pool:
+        _shared_pool = pool
+        try:
+            yield
+        finally:
+            _shared_pool = None
+
+
 def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
-    """In this process for one worker (no start-up cost), else a pool of spawned worker processes."""
+    """In this process for one worker (no start-up cost), else a pool of spawned worker processes (the shared one,
+    inside shared_workers)."""
     if not tasks:
         return
     gpus = list(range(gpu_count())) if any(t.needs_gpu for t in tasks) else []
@@ -156,27 +178,34 @@ def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
         for task in tasks:
             yield _safe_run_task(task, gpus[0] if gpus else None)
         return
+    if _shared_pool is not None and not gpus:
+        yield from _drain(_shared_pool, tasks)
+        return
     ctx = get_context("spawn")  # a clean interpreter per worker: no inherited threads, locks or CUDA state
     counter = ctx.Value("i", 0)
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
                              initargs=(gpus or None, counter)) as pool:
-        futures: dict[Future, GradeTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
-        pending: set[Future] = set(futures)
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    try:
-                        yield fut.result()
-                    except Exception as exc:  # never re-raised: it would abort the batch for every other student
-                        yield _lost(futures[fut], exc)
-        except KeyboardInterrupt:
-            # Ctrl-C stops now: queued tasks are dropped and running ones killed (their sandboxes die with them),
-            # instead of waiting for every running submission to finish. What is stored stays stored.
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in list((pool._processes or {}).values()):
-                process.terminate()
-            raise
+        yield from _drain(pool, tasks)
+
+
+def _drain(pool: ProcessPoolExecutor, tasks: Sequence[GradeTask]) -> Iterator[TaskResult]:
+    futures: dict[Future, GradeTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
+    pending: set[Future] = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                try:
+                    yield fut.result()
+                except Exception as exc:  # never re-raised: it would abort the batch for every other student
+                    yield _lost(futures[fut], exc)
+    except KeyboardInterrupt:
+        # Ctrl-C stops now: queued tasks are dropped and running ones killed (their sandboxes die with them),
+        # instead of waiting for every running submission to finish. What is stored stays stored.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list((pool._processes or {}).values()):
+            process.terminate()
+        raise
 
 
 def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]:

@@ -16,7 +16,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from autograder.batch import grade_course
+from autograder.batch import grade_course, shared_workers
 from autograder.course.create import init_course
 from autograder.course.gradebook import gradebook_url
 from autograder.paths import assignments_root
@@ -95,10 +95,11 @@ def run_demo(course: Path, say: Callable[[str], None] = lambda _: None) -> DemoR
             write_submission(course, lab, student, spec, when)
     say(f"3/4 grading: every notebook runs in its own sandbox; hidden checks run outside it ({_since(t0)})")
     results = {}
-    for lab in classes:
-        started = time.perf_counter()
-        results[lab] = grade_course(course, lab)
-        say(f"    {lab}: {len(results[lab])} submissions in {time.perf_counter() - started:.1f} s")
+    with shared_workers():  # one pool for the six labs: workers start (torch, sandbox zygote) once, not per lab
+        for lab in classes:
+            started = time.perf_counter()
+            results[lab] = grade_course(course, lab)
+            say(f"    {lab}: {len(results[lab])} submissions in {time.perf_counter() - started:.1f} s")
     say(f"4/4 feedback pages, class reports and the course overview ({_since(t0)})")
     pages: list[tuple[str, Path]] = []
     for lab in classes:

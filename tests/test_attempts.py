@@ -89,3 +89,13 @@ def test_a_regrade_of_the_same_content_is_the_same_attempt() -> None:
     assert graded_attempts(history)[0].score == 7
     assert counted(history, AttemptPolicy(counts="best")).content_hash == "two"
     assert counted([record(3, "a"), record(3, "b")], AttemptPolicy(counts="best")).content_hash == "a"
+
+
+def test_the_overview_scores_the_attempt_that_counts(tmp_path: Path) -> None:
+    from autograder.feedback.overview import write_overview
+
+    path = course(tmp_path, "best")
+    html = write_overview(path)[0].read_text()
+    row = html[html.index(">ada<"):]
+    row = row[:row.index("</tr>")]
+    assert ">8<" in row and ">4<" not in row, row

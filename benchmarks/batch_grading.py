@@ -13,45 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _common import demo_course, fresh_copy, timed
+
 LAB = "lab-2.4.4-moe-router"
-
-
-def make_course(root: Path, students: int) -> Path:
-    from autograder.course.create import init_course
-    from autograder.course.demo import demo_classes, write_submission
-
-    course = root / "course"
-    init_course(course, [LAB])
-    klass = list(demo_classes()[LAB]["students"].items())
-    when = datetime.now(UTC) - timedelta(hours=1)
-    for i in range(students):
-        name, spec = klass[i % len(klass)]
-        write_submission(course, LAB, f"{name}{i:02d}", {**spec, "late": False}, when)
-    return course
-
-
-def fresh_copy(course: Path, dest: Path) -> Path:
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(course, dest, symlinks=True, ignore=shutil.ignore_patterns("grades.db*", "autograded"))
-    return dest
-
-
-def timed(cmd: list[str], cwd: Path) -> float:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} failed: {proc.stderr[-1500:]}")
-    return wall
 
 
 def floor(course: Path) -> float:
@@ -77,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
-    course = make_course(root, args.students)
+    course = demo_course(root / "course", LAB, args.students)
     n = args.students
     results: dict[str, float] = {}
     py = [sys.executable, "-m"]

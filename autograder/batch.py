@@ -13,6 +13,7 @@ binds only that GPU's device nodes); other labs run on CPU workers. On Dask, GPU
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -146,8 +147,30 @@ def gpu_count() -> int:
         return 0
 
 
+_shared_pool: ProcessPoolExecutor | None = None
+
+
+@contextlib.contextmanager
+def shared_workers(workers: int | None = None) -> Iterator[None]:
+    """One pool of CPU worker processes for every grade_course call inside (the demo grades six labs): each worker's
+    interpreter, torch import, sandbox zygote and lab contexts are paid once, not once per lab and worker. GPU labs
+    and one-worker batches still run as they would outside."""
+    global _shared_pool
+    n = workers or default_workers(False, 1)
+    ctx = get_context("spawn")
+    counter: Synchronized[int] = ctx.Value("i", 0)
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
+                             initargs=(None, counter)) as pool:
+        _shared_pool = pool
+        try:
+            yield
+        finally:
+            _shared_pool = None
+
+
 def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
-    """In this process for one worker (no start-up cost), else a pool of spawned worker processes."""
+    """In this process for one worker (no start-up cost), else a pool of spawned worker processes (the shared one,
+    inside shared_workers)."""
     if not tasks:
         return
     gpus = list(range(gpu_count())) if any(t.needs_gpu for t in tasks) else []
@@ -157,27 +180,34 @@ def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
         for task in tasks:
             yield _safe_run_task(task, gpus[0] if gpus else None)
         return
+    if _shared_pool is not None and not gpus:
+        yield from _drain(_shared_pool, tasks)
+        return
     ctx = get_context("spawn")  # a clean interpreter per worker: no inherited threads, locks or CUDA state
     counter: Synchronized[int] = ctx.Value("i", 0)
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
                              initargs=(gpus or None, counter)) as pool:
-        futures: dict[Future[TaskResult], GradeTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
-        pending: set[Future[TaskResult]] = set(futures)
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    try:
-                        yield fut.result()
-                    except Exception as exc:  # never re-raised: it would abort the batch for every other student
-                        yield _lost(futures[fut], exc)
-        except KeyboardInterrupt:
-            # Ctrl-C stops now: queued tasks are dropped and running ones killed (their sandboxes die with them),
-            # instead of waiting for every running submission to finish. What is stored stays stored.
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in list((pool._processes or {}).values()):
-                process.terminate()
-            raise
+        yield from _drain(pool, tasks)
+
+
+def _drain(pool: ProcessPoolExecutor, tasks: Sequence[GradeTask]) -> Iterator[TaskResult]:
+    futures: dict[Future[TaskResult], GradeTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
+    pending: set[Future[TaskResult]] = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                try:
+                    yield fut.result()
+                except Exception as exc:  # never re-raised: it would abort the batch for every other student
+                    yield _lost(futures[fut], exc)
+    except KeyboardInterrupt:
+        # Ctrl-C stops now: queued tasks are dropped and running ones killed (their sandboxes die with them),
+        # instead of waiting for every running submission to finish. What is stored stays stored.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list((pool._processes or {}).values()):
+            process.terminate()
+        raise
 
 
 def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]:
@@ -217,6 +247,23 @@ def _after_grading(course_dir: Path, lab: str, record: GradeRecord) -> GradeReco
         except Exception as exc:
             extra.append(Flag("grader-error", grader_error("mirroring the grade to nbgrader's gradebook", exc)))
     return dataclasses.replace(record, flags=(*record.flags, *extra)) if extra else record
+
+
+def _sync_counted(course_dir: Path, store: CourseStore, ctx: LabContext, record: GradeRecord) -> None:
+    """Under ``counts: best`` nbgrader's gradebook gets the best attempt, not the one just graded (which
+    _after_grading mirrored): the choice is autograder.course.attempts', as for the export and the pages."""
+    from autograder.course.attempts import counted_attempt
+    from autograder.course.config import AttemptPolicy
+
+    policy = ctx.course.policies.get(record.assignment, AttemptPolicy())
+    if policy.counts == "last" or not (course_dir / "gradebook.db").exists():
+        return
+    try:
+        found = counted_attempt(store, record.assignment, record.student, policy)
+        if found is not None and found.record.content_hash != record.content_hash:
+            sync_record(course_dir, found.record)
+    except Exception:  # the grade is stored; the watch (or the next grade) mirrors it again
+        pass
 
 
 # -- the course batch (`sparkgrade grade`) -------------------------------------------------------------------------
@@ -269,6 +316,7 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
             record = failed_record(result.task.submission, ctx.rubric, result.task.seed, "error",
                                    grader_error("storing the grade", exc), sandboxed=not no_sandbox)
             store.save(record, None)
+        _sync_counted(course_dir, store, ctx, record)
         records[record.student] = record
         if on_result is not None:
             on_result(record, len(records), len(subs))

@@ -271,7 +271,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     from autograder.feedback.overview import course_labs
     from autograder.paths import check_lab
-    from autograder.watch import Event, watch
+    from autograder.watch import Event, warm_up, watch
 
     course = Path(args.course_dir)
     if not (course / "nbgrader_config.py").is_file():
@@ -283,6 +283,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     def said(e: Event) -> None:
         print(f"{datetime.now():%H:%M:%S} {e.kind:10} {e.lab} {e.student} {e.detail}", flush=True)
 
+    if not args.once:  # a long-running watch: the first submission should cost what the others do
+        warm_up(course, labs, no_sandbox=args.no_sandbox, say=said)
     print(f"watching {', '.join(labs)} in {course} every {args.interval:g} s (Ctrl-C stops; a restart resumes)",
           flush=True)
     watch(course, labs, interval=args.interval, cycles=1 if args.once else None, no_sandbox=args.no_sandbox,

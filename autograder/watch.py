@@ -9,8 +9,10 @@ The course's attempt policy (sparkgrade.yaml, ``policies:``, per lab):
 
     policies:
       lab-2.4.4-moe-router:
-        attempts: 3          # graded attempts per student (a later submission is collected, not graded); none: no cap
-        counts: best         # which graded attempt goes to nbgrader's gradebook: last (default) or best
+        attempts: 3          # graded attempts per student (a later submission is collected, not graded, and
+                             # its released page says so); none: no cap
+        counts: best         # which graded attempt counts (autograder/course/attempts.py): last (default) or best;
+                             # nbgrader's gradebook, the export and the overview get it, every page names it
         before_due: checks   # what the released page shows before the due date: "checks" (which passed, points),
                              # or "full" (default: messages and diagnoses too). Hidden inputs are never shown.
 
@@ -32,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autograder.course.attempts import Counted, counted_attempt
 from autograder.course.config import AttemptPolicy, load_config
 from autograder.db.store import CourseStore, atomic_write
 from autograder.errors import UserError
@@ -99,13 +102,6 @@ def _save_ledger(course_dir: Path, ledger: dict[str, dict[str, str]]) -> None:
 
 # -- the policy ---------------------------------------------------------------------------------------------------
 
-def counted(history: list[GradeRecord], policy: AttemptPolicy) -> GradeRecord:
-    """The graded attempt that counts: the last, or the best (the earliest of equal scores)."""
-    if policy.counts == "best":
-        return max(history, key=lambda r: r.score)  # max keeps the first of equals
-    return history[-1]
-
-
 def visible(record: GradeRecord, policy: AttemptPolicy, before_due: bool) -> GradeRecord:
     """The record as the student's page shows it: before the due date with ``before_due: checks``, which checks
     passed and their points only (no messages, diagnoses or plot data)."""
@@ -132,14 +128,24 @@ def _due(course_dir: Path, lab: str) -> datetime | None:
 
 # -- one cycle ----------------------------------------------------------------------------------------------------
 
-def _release(course_dir: Path, api: Any, record: GradeRecord, shown: GradeRecord, lab: str) -> None:
+def _release(course_dir: Path, api: Any, record: GradeRecord, shown: GradeRecord, lab: str,
+             counts: Counted | None) -> None:
     from autograder.course.config import course_rubric
     from autograder.feedback.page import write_feedback
 
     config = load_config(course_dir)
     rubric = course_rubric(lab, config)
-    write_feedback(course_dir, shown, rubric, config.hardware or rubric.hardware)
+    write_feedback(course_dir, shown, rubric, config.hardware or rubric.hardware, counted=counts)
     _ok(api.release_feedback(lab, record.student), f"release_feedback {lab} --student {record.student}")
+
+
+def _release_over_limit(course_dir: Path, api: Any, lab: str, student: str, counts: Counted | None) -> None:
+    """The page of a submission past the cap (not graded: it says so, the cap, and which attempt counts),
+    released like any other, so the student's fetch_feedback gets an answer instead of silence."""
+    from autograder.feedback.page import write_limit_page
+
+    write_limit_page(course_dir, lab, student, counts)
+    _ok(api.release_feedback(lab, student), f"release_feedback {lab} --student {student}")
 
 
 def watch_once(course_dir: Path, labs: list[str], *, no_sandbox: bool = False, db_url: str | None = None,
@@ -174,8 +180,16 @@ def watch_once(course_dir: Path, labs: list[str], *, no_sandbox: bool = False, d
                 graded = {a.record.content_hash for a in store.history(lab, student)}
                 if content not in graded:
                     if policy.attempts is not None and len(graded) >= policy.attempts:
-                        released[student] = content  # handled: collected, never graded (the watch log says so)
-                        event(Event("over-limit", lab, student, f"all {policy.attempts} graded attempts used"))
+                        counts = counted_attempt(store, lab, student, policy)
+                        try:  # collected, never graded: its page says so
+                            _release_over_limit(course_dir, api, lab, student, counts)
+                        except Exception as exc:  # retried next cycle
+                            event(Event("error", lab, student, f"{type(exc).__name__}: {exc}"[:300]))
+                            continue
+                        released[student] = content
+                        _save_ledger(course_dir, ledger)
+                        event(Event("over-limit", lab, student, f"all {policy.attempts} graded attempts used"
+                                    + (f"; {counts.note}" if counts is not None else "")))
                         continue
                     to_grade.append(student)
                 pending[student] = content
@@ -194,23 +208,62 @@ def watch_once(course_dir: Path, labs: list[str], *, no_sandbox: bool = False, d
             for student, content in sorted(pending.items()):
                 history = [a.record for a in store.history(lab, student)]
                 latest = next((r for r in reversed(history) if r.content_hash == content), None)
-                if latest is None:
+                counts = counted_attempt(store, lab, student, policy)
+                if latest is None or counts is None:
                     event(Event("error", lab, student, "no grade stored for this submission; retried next cycle"))
                     continue
+                best = counts.record
                 try:
-                    best = counted(history, policy)
-                    if best is not latest and (course_dir / "gradebook.db").is_file():
+                    if best.content_hash != latest.content_hash and (course_dir / "gradebook.db").is_file():
                         sync_record(course_dir, best)  # the attempt that counts, in nbgrader's gradebook
-                    _release(course_dir, api, latest, visible(latest, policy, before_due), lab)
+                    _release(course_dir, api, latest, visible(latest, policy, before_due), lab, counts)
                 except Exception as exc:  # one student's failure never stops the others
                     event(Event("error", lab, student, f"{type(exc).__name__}: {exc}"[:300]))
                     continue
                 released[student] = content
                 _save_ledger(course_dir, ledger)
                 event(Event("released", lab, student,
-                            f"attempt {len(history)}: {latest.score:g}/{latest.max_score:g}"
-                            + (f"; counts: {best.score:g} (best)" if best is not latest else "")))
+                            f"attempt {counts.attempts}: {latest.score:g}/{latest.max_score:g}"
+                            + (f"; {counts.note}: {best.score:g}" if best.content_hash != latest.content_hash
+                               else "")))
         _save_ledger(course_dir, ledger)
+    return events
+
+
+def warm_up(course_dir: Path, labs: list[str], *, no_sandbox: bool = False, say: Say | None = None) -> list[Event]:
+    """Pay, before the first submission, what the first grading of each lab pays once per process: the lab's
+    context (rubric, source, tiny models), the grader's torch and check imports, the sandbox zygote, the checks'
+    reference models. It grades the lab's own solution (the course's source notebook) in this process, exactly as
+    a single arrival is graded (batch.run_task, whose lab context is cached by the same key), and stores nothing.
+    A lab graded on a GPU warms its context only (a GPU sandbox starts cold anyway). A failure is reported, never
+    fatal: the first submission then pays what is left."""
+    from autograder.batch import GradeTask, run_task
+    from autograder.grading import lab_source_dir, load_lab
+    from autograder.intake.submission import Submission
+    from autograder.sandbox import check_sandbox_available
+
+    events: list[Event] = []
+    course_dir = Path(course_dir)
+    for lab in labs:
+        started = time.monotonic()
+        try:
+            if not no_sandbox:
+                check_sandbox_available()
+            ctx = load_lab(course_dir, lab, no_sandbox=no_sandbox)
+            if not ctx.needs_gpu:
+                notebook = (lab_source_dir(course_dir, lab) / f"{lab}.ipynb").read_bytes()
+                task = GradeTask(Submission("warm-up", lab, notebook), "warm-up", str(course_dir.resolve()),
+                                 no_sandbox, ctx.hardware, False)
+                record = run_task(task).record
+                detail = f"graded the solution once ({record.score:g}/{record.max_score:g})"
+            else:
+                detail = "lab context loaded (GPU sandboxes start cold)"
+            e = Event("warmed", lab, "", f"{detail} in {time.monotonic() - started:.1f} s")
+        except Exception as exc:  # the watch still runs; the first submission pays the rest
+            e = Event("error", lab, "", f"warm-up failed: {type(exc).__name__}: {exc}"[:300])
+        events.append(e)
+        if say is not None:
+            say(e)
     return events
 
 

@@ -2,7 +2,8 @@
 with `sparkgrade grade` in the same run.
 
 One student, nbgrader's exchange in a temporary folder. The watch runs as the instructor would run it
-(`sparkgrade watch COURSE LAB --interval 1`, its own process, warm after its first cycle). Each trial the student
+(`sparkgrade watch COURSE LAB --interval 1`, its own process; it warms the lab before its first line, so the
+first trial starts once the watch is ready and should cost what the others do). Each trial the student
 edits the notebook, runs `nbgrader submit`, and the clock stops when the feedback page is in the exchange (what
 `nbgrader fetch_feedback` then copies; checked once per trial). The baseline: `sparkgrade grade --force` of the
 same submission, a cold process, after the trials. Usage:
@@ -74,7 +75,7 @@ def main() -> None:
                                env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert watcher.stdout is not None
-        print(watcher.stdout.readline().strip())  # "watching ...": the process is up
+        print(watcher.stdout.readline().strip())  # "warmed ..." (or "watching ..."): the process is ready
         latencies = []
         for trial in range(args.trials):
             solve(home / LAB / f"{LAB}.ipynb", course / "source" / LAB / f"{LAB}.ipynb", trial)

@@ -13,10 +13,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.course.attempts import counted
 from autograder.course.create import init_course
 from autograder.db.store import CourseStore
 from autograder.records import CheckResult, GradeRecord
-from autograder.watch import LEDGER, counted, visible, watch_once
+from autograder.watch import LEDGER, visible, warm_up, watch_once
 
 LAB = "lab-2.4.4-moe-router"
 COURSE_ID = "efficient-architectures"
@@ -89,6 +90,10 @@ def loop(tmp_path_factory, tiny_models_cache) -> Path:
 @pytest.mark.slow
 def test_submit_grade_release_fetch_resubmit_restart(loop: Path) -> None:
     course = loop / "course"
+    # the start's warm-up grades the lab's solution once in this process and stores nothing
+    [warmed] = warm_up(course, [LAB])
+    assert warmed.kind == "warmed" and "graded the solution once (" in warmed.detail, warmed
+    assert attempts(course, "warm-up") == 0 and not (course / "submitted").exists()
     submit(loop, "alice", ALL)
     submit(loop, "bob", {"top_k_routing"})
     events = watch_once(course, [LAB])
@@ -115,9 +120,14 @@ def test_submit_grade_release_fetch_resubmit_restart(loop: Path) -> None:
     assert attempts(course, "alice") == 1 and attempts(course, "bob") == 2
 
     # the policy's two graded attempts are used: a third, new submission is collected, not graded
+    # a third, new submission is collected, not graded, and its released page says so: not silence
     submit(loop, "bob", {"top_k_routing", "router_z_loss"})
     assert [(e.kind, e.student) for e in watch_once(course, [LAB])] == [("over-limit", "bob")]
     assert attempts(course, "bob") == 2 and watch_once(course, [LAB]) == []
+    pages = [p.read_text() for p in fetched(loop, "bob")]
+    [limit] = [p for p in pages if "This submission was not graded" in p]
+    assert "allows 2 graded attempts" in limit and "attempt 2 of 2 counts (best)" in limit
+    assert sum("attempt 2 of 2 counts (best)" in p for p in pages) == 2  # his second page names it too
 
 
 def record(score: float) -> GradeRecord:

@@ -16,7 +16,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from autograder.batch import grade_course
+from autograder.batch import grade_course, shared_workers
 from autograder.course.create import init_course
 from autograder.course.gradebook import gradebook_url
 from autograder.paths import assignments_root
@@ -62,6 +62,11 @@ def set_due_date(course: Path, lab: str, due: datetime) -> None:
         gb.update_or_create_assignment(lab, duedate=due.replace(tzinfo=None))
 
 
+def _since(t0: float) -> str:
+    """How far into the demo, for the steps' lines: where its minutes go."""
+    return f"at {time.perf_counter() - t0:.0f} s"
+
+
 @dataclass(frozen=True)
 class DemoResult:
     records: dict[str, list[GradeRecord]]  # lab -> graded submissions
@@ -81,21 +86,27 @@ def run_demo(course: Path, say: Callable[[str], None] = lambda _: None) -> DemoR
     init_course(course, list(classes))
     now = datetime.now(UTC)
     due = now - timedelta(hours=1)
-    say("2/4 a class hands in: " + "; ".join(
+    say(f"2/4 a class hands in ({_since(t0)}): " + "; ".join(
         f"{s} ({spec['about']})" for s, spec in next(iter(classes.values()))["students"].items()))
     for lab, klass in classes.items():
         set_due_date(course, lab, due)
         for student, spec in klass["students"].items():
             when = now if spec.get("late") else due - timedelta(hours=2)
             write_submission(course, lab, student, spec, when)
-    say("3/4 grading: every notebook runs in its own sandbox; hidden checks run outside it")
-    results = {lab: grade_course(course, lab) for lab in classes}
-    say("4/4 feedback pages, class reports and the course overview")
+    say(f"3/4 grading: every notebook runs in its own sandbox; hidden checks run outside it ({_since(t0)})")
+    results = {}
+    with shared_workers():  # one pool for the six labs: workers start (torch, sandbox zygote) once, not per lab
+        for lab in classes:
+            started = time.perf_counter()
+            results[lab] = grade_course(course, lab)
+            say(f"    {lab}: {len(results[lab])} submissions in {time.perf_counter() - started:.1f} s")
+    say(f"4/4 feedback pages, class reports and the course overview ({_since(t0)})")
     pages: list[tuple[str, Path]] = []
     for lab in classes:
         write_feedback_pages(course, lab)
         write_class_report(course, lab)
         pages.append(("report", report_path(course, lab)))
     pages.insert(0, ("overview", write_overview(course)[0]))
+    say(f"    written ({_since(t0)})")
     pages.append(("pages", course / "feedback" / "<student>" / "<lab>" / "<lab>.html"))
     return DemoResult(results, pages, time.perf_counter() - t0)

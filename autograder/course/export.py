@@ -119,8 +119,11 @@ class Export:
 def export_records(course: Path, assignment: str | None, fmt: str, db_url: str | None = None) -> Export:
     if not course.is_dir():
         raise UserError(f"no course folder at {course}")
+    from autograder.course.attempts import counted_records
+    from autograder.course.config import load_config
+
     with CourseStore(course, db_url, readonly=True) as store:  # a read: never creates or migrates a database
-        records = list(store.records(assignment))
+        records = counted_records(store, load_config(course), assignment)  # per lab policy: the last or the best
     totals = course_totals(course, records)
     provisional = sum(not t.final for t in totals.values())
     if fmt == "json":

@@ -46,19 +46,25 @@ def _records(course_dir: Path, lab: str, db_url: str | None = None) -> list[Grad
 
 def write_feedback_pages(course_dir: Path, lab: str, db_url: str | None = None,
                          on_page: Callable[[str, int, int], None] | None = None) -> tuple[int, list[str]]:
-    """One page per graded submission of ``lab``; returns (pages written, student ids skipped as unusable).
+    """One page per graded submission of ``lab`` (the student's latest attempt, naming the attempt that counts under
+    the lab's policy and scoring the total with it); returns (pages written, student ids skipped as unusable).
     ``on_page`` hears (student, done, total) after each page, for the CLI's progress bar."""
+    from autograder.course.attempts import counted_attempts
+
     records = _records(course_dir, lab, db_url)
     config = load_config(course_dir)
     rubric = course_rubric(lab, config)  # the rubric the records were graded with, GPU checks included
     hardware = config.hardware or rubric.hardware  # the limits the grader judged by
-    totals = lab_totals(course_dir, lab, records)
+    with CourseStore(course_dir, db_url, readonly=True) as store:
+        counts = counted_attempts(store, config, lab)
+    totals = lab_totals(course_dir, lab, [c.record for c in counts.values()])
     written, skipped = 0, []
     for record in records:
         if not _safe_name(record.student):
             skipped.append(record.student)
             continue
-        write_feedback(course_dir, record, rubric, hardware, totals.get(record.student))
+        write_feedback(course_dir, record, rubric, hardware, totals.get(record.student),
+                       counts.get((lab, record.student)))
         written += 1
         if on_page is not None:
             on_page(record.student, written + len(skipped), len(records))

@@ -64,8 +64,11 @@ def _submitted(course_dir: Path, lab: str) -> set[str]:
     return {p.parent.parent.name for p in root.glob(f"*/{lab}/{lab}.ipynb")} if root.is_dir() else set()
 
 
-def overview_context(course_dir: Path, records: list[GradeRecord], similar: dict[str, list[Any]]) -> dict[str, Any]:
-    """``similar``: lab -> autograder.similarity pairs at or above the threshold."""
+def overview_context(course_dir: Path, records: list[GradeRecord], similar: dict[str, list[Any]],
+                     counted: dict[tuple[str, str], GradeRecord] | None = None) -> dict[str, Any]:
+    """``similar``: lab -> autograder.similarity pairs at or above the threshold. ``counted``: (lab, student) -> the
+    attempt that counts (autograder.course.attempts), whose score the grid shows; the flags to review are the
+    latest attempt's and the counted one's."""
     labs = course_labs(course_dir, records)
     by_key = {(r.assignment, r.student): r for r in records}
     submitted = {lab: _submitted(course_dir, lab) for lab in labs}
@@ -79,11 +82,13 @@ def overview_context(course_dir: Path, records: list[GradeRecord], similar: dict
             if r is None:
                 row[lab] = Cell("ungraded" if student in submitted[lab] else "missing")
                 continue
-            kinds = sorted({f.kind for f in r.flags if f.kind not in NOT_FOR_REVIEW})
+            c = (counted or {}).get((lab, student), r)
+            flags = list(dict.fromkeys((*r.flags, *c.flags)))
+            kinds = sorted({f.kind for f in flags if f.kind not in NOT_FOR_REVIEW})
             page = feedback_dir(course_dir, student, lab) / f"{lab}.html"
-            row[lab] = Cell(r.status, r.score, r.max_score, any(f.kind == "late" for f in r.flags), kinds,
+            row[lab] = Cell(c.status, c.score, c.max_score, any(f.kind == "late" for f in c.flags), kinds,
                             "../feedback/" + _link(student, lab, page.name) if page.is_file() else "")
-            for f in r.flags:
+            for f in flags:
                 if f.kind not in NOT_FOR_REVIEW:
                     review.append({"lab": lab, "students": [student], "kind": f.kind, "message": f.message})
     for lab in labs:
@@ -121,13 +126,16 @@ def overview_path(course_dir: Path) -> Path:
 
 def write_overview(course_dir: Path, db_url: str | None = None) -> tuple[Path, int, int]:
     """Render the overview; returns (its path, students, labs)."""
+    from autograder.course.attempts import counted_records
+    from autograder.course.config import load_config
     from autograder.similarity import THRESHOLD, class_similarity
 
     with CourseStore(course_dir, db_url) as store:
         records = list(store.records())
+        counted = {(r.assignment, r.student): r for r in counted_records(store, load_config(course_dir))}
     labs = course_labs(course_dir, records)
     similar = {lab: class_similarity(course_dir, lab, THRESHOLD) for lab in labs if _submitted(course_dir, lab)}
-    context = overview_context(course_dir, records, similar)
+    context = overview_context(course_dir, records, similar, counted)
     path = overview_path(course_dir)
     atomic_write(path, render("overview.html.j2", **context).encode("utf-8"), mode=0o644)  # as the reports
     return path, len(context["students"]), len(labs)

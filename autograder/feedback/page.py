@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder.checks.diagnosis import NO_MATCH
+from autograder.course.attempts import Counted
 from autograder.course.totals import Total
 from autograder.db.store import atomic_write
 from autograder.feedback import figures
@@ -185,7 +186,10 @@ def benchmarks_view(path: Path, hardware: str, stored: Sequence[Verdict] | None 
 
 
 def feedback_context(record: GradeRecord, rubric: Rubric, notebook: bytes | None,
-                     benchmarks: BenchmarksView, total: Total | None = None) -> dict[str, Any]:
+                     benchmarks: BenchmarksView, total: Total | None = None,
+                     counted: Counted | None = None) -> dict[str, Any]:
+    """``counted``: the student's attempt that counts (autograder.course.attempts); the page names it, and its score
+    when it is not this page's attempt, once there is more than one graded attempt or a cap."""
     checks = [check_view(c, rubric) for c in record.checks]
     # A submission that could not run says why once, in the callout: its checks all carry that same reason.
     said_once = record.status != "graded" and {c.message for c in checks} <= {record.reason}
@@ -214,6 +218,8 @@ def feedback_context(record: GradeRecord, rubric: Rubric, notebook: bytes | None
         "benchmarks": benchmarks,
         "notebook": nb,
         "notebook_s": record.timings.get("notebook_s"),
+        "counts": counted if counted is not None and (counted.attempts > 1 or counted.limit) else None,
+        "this_attempt": counted.number_of(record) if counted is not None else None,
     }
 
 
@@ -222,7 +228,7 @@ def feedback_dir(course_dir: Path, student: str, lab: str) -> Path:
 
 
 def write_feedback(course_dir: Path, record: GradeRecord, rubric: Rubric, hardware: str,
-                   total: Total | None = None) -> Path:
+                   total: Total | None = None, counted: Counted | None = None) -> Path:
     """Render one submission's page to feedback/<student>/<lab>/<lab>.html (nbgrader's name) and return it."""
     course_dir = Path(course_dir)
     lab, student = record.assignment, record.student
@@ -230,11 +236,26 @@ def write_feedback(course_dir: Path, record: GradeRecord, rubric: Rubric, hardwa
     notebook = nb_path.read_bytes() if nb_path.is_file() else None
     submitted = course_dir / "submitted" / student / lab
     bench = benchmarks_view(submitted / "benchmarks.json", hardware, record.verdicts)
-    html = render("feedback.html.j2", **feedback_context(record, rubric, notebook, bench, total))
-    out_dir = feedback_dir(course_dir, student, lab)
+    html = render("feedback.html.j2", **feedback_context(record, rubric, notebook, bench, total, counted))
+    return _write_page(course_dir, student, lab, html)
+
+
+def write_limit_page(course_dir: Path, lab: str, student: str, counted: Counted | None) -> Path:
+    """The page of a submission past its lab's cap on graded attempts (autograder/watch.py): not graded, the cap,
+    and which attempt counts with its score. Same place and name as a feedback page, for release_feedback."""
+    limit = counted.limit if counted is not None else None
+    html = render("attempt_limit.html.j2", title=f"{lab}: submission not graded", lab=lab, student=student,
+                  counts=counted, limit=limit)
+    return _write_page(course_dir, student, lab, html)
+
+
+def _write_page(course_dir: Path, student: str, lab: str, html: str) -> Path:
+    """feedback/<student>/<lab>/<lab>.html, with nbgrader's timestamp and secret of the submission it answers."""
+    out_dir = feedback_dir(Path(course_dir), student, lab)
     out_dir.mkdir(parents=True, exist_ok=True)
     page = out_dir / f"{lab}.html"
     atomic_write(page, html.encode("utf-8"), mode=0o644)  # readable by a web server or a TA account
+    submitted = Path(course_dir) / "submitted" / student / lab
     for name in NBGRADER_FILES:
         data = _read_bounded(submitted / name, 4096)
         if data is not None:

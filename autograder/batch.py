@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from autograder.course.gradebook import BadTimestamp, seconds_late, sync_record
+from autograder.course.gradebook import BadTimestamp, GradebookSession
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.grading import LabContext, failed_record, grade_submission, grader_error, load_lab
@@ -194,12 +194,13 @@ def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]
                 yield _lost(futures[fut], exc)
 
 
-def _after_grading(course_dir: Path, lab: str, record: GradeRecord) -> GradeRecord:
-    """Lateness and nbgrader's gradebook for one graded record. The student wrote timestamp.txt; whatever it
-    holds, or whatever the gradebook says, becomes a flag on this record and never stops the batch."""
+def _after_grading(gradebook: GradebookSession, lab: str, record: GradeRecord) -> GradeRecord:
+    """Lateness and nbgrader's gradebook (opened once per batch) for one graded record. The student wrote
+    timestamp.txt; whatever it holds, or whatever the gradebook says, becomes a flag on this record and never stops
+    the batch."""
     extra: list[Flag] = []
     try:
-        late = seconds_late(course_dir, lab, record.student)
+        late = gradebook.seconds_late(lab, record.student)
         if late > 0:
             extra.append(Flag("late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy "
                                       "applies)"))
@@ -207,9 +208,9 @@ def _after_grading(course_dir: Path, lab: str, record: GradeRecord) -> GradeReco
         extra.append(Flag("timestamp", f"{exc}; lateness was not judged"))
     except Exception as exc:
         extra.append(Flag("grader-error", grader_error("judging lateness", exc)))
-    if (course_dir / "gradebook.db").exists():
+    if gradebook.exists:
         try:
-            sync_record(course_dir, record)
+            gradebook.sync(record)
         except Exception as exc:
             extra.append(Flag("grader-error", grader_error("mirroring the grade to nbgrader's gradebook", exc)))
     return dataclasses.replace(record, flags=(*record.flags, *extra)) if extra else record
@@ -256,17 +257,18 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
     else:
         n = workers or default_workers(ctx.needs_gpu, ctx.rubric.sandbox_limits.threads)
         results = run_local(tasks, n)
-    for result in results:
-        record = _after_grading(course_dir, lab, result.record)
-        executed = result.executed
-        try:
-            store.save(record, executed)
-        except Exception as exc:  # e.g. a value the database refuses: the student still gets a record
-            record = failed_record(result.task.submission, ctx.rubric, result.task.seed, "error",
-                                   grader_error("storing the grade", exc), sandboxed=not no_sandbox)
-            store.save(record, None)
-        records[record.student] = record
-        if on_result is not None:
-            on_result(record, len(records), len(subs))
+    with GradebookSession(course_dir) as gradebook:
+        for result in results:
+            record = _after_grading(gradebook, lab, result.record)
+            executed = result.executed
+            try:
+                store.save(record, executed)
+            except Exception as exc:  # e.g. a value the database refuses: the student still gets a record
+                record = failed_record(result.task.submission, ctx.rubric, result.task.seed, "error",
+                                       grader_error("storing the grade", exc), sandboxed=not no_sandbox)
+                store.save(record, None)
+            records[record.student] = record
+            if on_result is not None:
+                on_result(record, len(records), len(subs))
     store.close()
     return [records[s] for s, _ in subs if s in records]

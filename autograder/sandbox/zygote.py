@@ -43,6 +43,9 @@ WARM_MODULES = (
     "transformers",
     "transformers.models.auto.modeling_auto",
     "transformers.models.auto.tokenization_auto",
+    # torch.autograd.grad(..., grad_outputs) imports this (and with it sympy) on its first call: 3-5 s that every
+    # sandbox of a lab with a gradient check paid in its first gradient call (2.4.2's scan_gradients).
+    "torch.fx.experimental.symbolic_shapes",
 )
 
 

@@ -85,7 +85,7 @@ def main() -> None:
     statuses: dict[str, int] = defaultdict(int)
     for r in records:
         statuses[r.status] += 1
-    db_s = sum(sum(v) for k, v in spent.items() if k != "records")
+    db_s = sum(sum(v) for k, v in spent.items() if k not in ("records", "begin_run"))  # begin_run: inside save
     saves = spent["save"]
     load = os.getloadavg()
     print(f"{args.lab}: {n} submissions ({dict(statuses)}), {stored} stored in PostgreSQL, Dask LocalCluster "

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 from autograder.course.gradebook import BadTimestamp, GradebookSession
@@ -62,9 +63,9 @@ def _context(lab: str, course_dir: str | None, no_sandbox: bool, hardware: str |
     course = Path(course_dir) if course_dir and Path(course_dir).is_dir() else None
     ctx = load_lab(course, lab, no_sandbox=no_sandbox, hardware=hardware)
     if ctx.models_dir is None or not ctx.models_dir.is_dir():
-        ctx = LabContext(**{**ctx.__dict__, "models_dir": _models_fallback()})
+        ctx = dataclasses.replace(ctx, models_dir=_models_fallback())
     if gpu is not None:
-        ctx = LabContext(**{**ctx.__dict__, "gpu": gpu})
+        ctx = dataclasses.replace(ctx, gpu=gpu)
     return ctx
 
 
@@ -107,7 +108,7 @@ def _dask_gpu() -> int:
     return own_gpu(worker_gpu())
 
 
-def _init_worker(gpus: list[int] | None, counter) -> None:
+def _init_worker(gpus: list[int] | None, counter: Synchronized[int]) -> None:
     """Each GPU worker process owns one GPU for its whole life: the next visible GPU, by its device node, and the
     only one CUDA shows this process (so the trusted checks' cuda:0 is the sandbox's GPU)."""
     global _worker_gpu
@@ -157,11 +158,11 @@ def run_local(tasks: Sequence[GradeTask], workers: int) -> Iterator[TaskResult]:
             yield _safe_run_task(task, gpus[0] if gpus else None)
         return
     ctx = get_context("spawn")  # a clean interpreter per worker: no inherited threads, locks or CUDA state
-    counter = ctx.Value("i", 0)
+    counter: Synchronized[int] = ctx.Value("i", 0)
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
                              initargs=(gpus or None, counter)) as pool:
-        futures: dict[Future, GradeTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
-        pending: set[Future] = set(futures)
+        futures: dict[Future[TaskResult], GradeTask] = {pool.submit(_run_in_worker, t): t for t in tasks}
+        pending: set[Future[TaskResult]] = set(futures)
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -189,7 +190,10 @@ def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]
                    for t in tasks}
         for fut in as_completed(futures):
             try:
-                yield fut.result()
+                result = fut.result()  # distributed is untyped: the worker's answer is checked, not assumed
+                if not isinstance(result, TaskResult):
+                    raise TypeError(f"a Dask worker returned a {type(result).__name__}, not a TaskResult")
+                yield result
             except Exception as exc:
                 yield _lost(futures[fut], exc)
 

@@ -43,7 +43,8 @@ from autograder.sandbox import Sandbox
 from autograder.sandbox.gpus import gpu_sandbox_slot
 
 if TYPE_CHECKING:
-    from autograder.plausibility import Judgement
+    from autograder.plausibility import Judgement, Verdict
+    from autograder.sandbox.calls import SandboxResult
 
 
 @dataclass(frozen=True)
@@ -129,13 +130,29 @@ def _merged(full: nbformat.NotebookNode, executed: bytes | None, cells: list[int
     except InvalidNotebook:
         run = None
     merged = execution.merge(full, run, cells) if run is not None else full
-    return nbformat.writes(merged).encode()
+    return _notebook_bytes(merged)
+
+
+def _notebook_bytes(nb: nbformat.NotebookNode) -> bytes:
+    text: str = nbformat.writes(nb)  # nbformat leaves writes unannotated
+    return text.encode()
+
+
+@dataclass(frozen=True)
+class _Executed:
+    """One sandbox run of a submission and the hidden checks against it."""
+
+    run: SandboxResult
+    executed: bytes | None  # the executed notebook (untrusted bytes), for feedback
+    checks: tuple[CheckResult, ...]
+    flags: list[Flag]
+    checks_s: float
 
 
 def _execute_and_check(sub: Submission, ctx: LabContext, notebook: nbformat.NotebookNode, mode: str, seed: str,
-                       context: SubmissionContext) -> tuple:
+                       context: SubmissionContext) -> _Executed | None:
     """Run the notebook (all of it, or its definitions) in a fresh sandbox and the hidden checks against it.
-    Returns (None, ...) instead, before any check, when a definitions-only run raised a NameError: a student's
+    Returns None instead, before any check, when a definitions-only run raised a NameError: a student's
     definition used a name that only a skipped cell defines (a default argument, say), and the grade must not
     depend on which cells the grader chose to skip."""
     rubric = ctx.rubric
@@ -143,12 +160,12 @@ def _execute_and_check(sub: Submission, ctx: LabContext, notebook: nbformat.Note
     to_run = notebook if mode == "all" else execution.reduced(notebook, cells)
     # At most the course's number of GPU sandboxes at once on this machine: on unified memory they share the host's.
     slot = gpu_sandbox_slot(ctx.course.gpu_sandboxes) if ctx.gpu is not None else contextlib.nullcontext()
-    with slot, Sandbox(nbformat.writes(to_run).encode(), notebook_name=f"{sub.lab}.ipynb",
+    with slot, Sandbox(_notebook_bytes(to_run), notebook_name=f"{sub.lab}.ipynb",
                  models_dir=ctx.models_dir, limits=rubric.sandbox_limits, gpu=ctx.gpu,
                  no_sandbox=ctx.no_sandbox) as sandbox:
         run = sandbox.run()
         if mode != "all" and run.reason is None and execution.raised(run.notebook, "NameError"):
-            return None, None, (), [], 0.0
+            return None
         executed = run.notebook if mode == "all" else _merged(notebook, run.notebook, cells)
         t_checks = time.perf_counter()
         if ctx.models_dir is not None:  # the checks load the same models in this (trusted) process
@@ -157,7 +174,7 @@ def _execute_and_check(sub: Submission, ctx: LabContext, notebook: nbformat.Note
         checks_s = time.perf_counter() - t_checks
     # What a person should see from the checks: the grader's own failures, and forbidden calls (rubric `forbid:`).
     check_flags = [Flag("grader-error", err[:500]) for err in outcome.grader_errors] + outcome.flags
-    return run, executed, outcome.results, check_flags, checks_s
+    return _Executed(run, executed, tuple(outcome.results), check_flags, checks_s)
 
 
 def failed_record(sub: Submission, rubric: Rubric, seed: str, status: SubmissionStatus, reason: str, *,
@@ -207,17 +224,23 @@ def _grade(sub: Submission, ctx: LabContext, seed: str, t0: float,
     """grade_submission's steps; each names itself in ``steps`` first, so a failure says where it happened.
     Returns the record and the executed notebook (untrusted bytes, for feedback) when there is one."""
     rubric = ctx.rubric
-    base = dict(student=sub.student, assignment=sub.lab, max_score=rubric.max_score, content_hash=sub.content_hash,
-                seed=seed, rubric_version=rubric.version, sandboxed=not ctx.no_sandbox, machine=platform.node())
     flags: list[Flag] = [] if not ctx.no_sandbox else [Flag("unsandboxed", "graded with --no-sandbox: trusted "
                                                              "self-test only, student code ran unconfined")]
+
+    def record(status: SubmissionStatus, score: float, checks: tuple[CheckResult, ...], reason: str,
+               timings: dict[str, float], verdicts: tuple[Verdict, ...] | None = None) -> GradeRecord:
+        """This submission's record, with the flags gathered so far."""
+        return GradeRecord(student=sub.student, assignment=sub.lab, status=status, score=score,
+                           max_score=rubric.max_score, checks=checks, flags=tuple(flags), content_hash=sub.content_hash,
+                           seed=seed, rubric_version=rubric.version, sandboxed=not ctx.no_sandbox, timings=timings,
+                           reason=reason, machine=platform.node(), verdicts=verdicts)
+
     try:
         if sub.problem:  # no notebook under the expected name: the reason says what the folder held
             raise InvalidNotebook(sub.problem)
         nb = read_submission(sub.notebook)
     except InvalidNotebook as exc:
-        return GradeRecord(status="invalid", score=0.0, checks=_zero(rubric, str(exc)), flags=tuple(flags),
-                           reason=str(exc), timings={"total_s": time.perf_counter() - t0}, **base), None
+        return record("invalid", 0.0, _zero(rubric, str(exc)), str(exc), {"total_s": time.perf_counter() - t0}), None
     steps.append("repairing locked cells")
     repair = repair_locked_cells(nb, ctx.source)
     flags += repair.flags
@@ -227,15 +250,14 @@ def _grade(sub: Submission, ctx: LabContext, seed: str, t0: float,
     steps.append("running the notebook and its checks")
     context = SubmissionContext(sub.student, sub.lab, dict(sub.files), ctx.hardware,
                                 "cuda" if ctx.gpu is not None else "cpu")
-    run, executed, checks, check_flags, checks_s = _execute_and_check(sub, ctx, notebook, rubric.execute,
-                                                                        seed, context)
+    done = _execute_and_check(sub, ctx, notebook, rubric.execute, seed, context)
     rerun_after_s = None
-    if run is None:  # a definitions-only run lacked a name only the whole notebook defines: run it all
+    if done is None:  # a definitions-only run lacked a name only the whole notebook defines: run it all
         rerun_after_s = time.perf_counter() - t0
-        run, executed, checks, check_flags, checks_s = _execute_and_check(sub, ctx, notebook, "all", seed,
-                                                                            context)
-    assert run is not None
-    status = "graded"
+        done = _execute_and_check(sub, ctx, notebook, "all", seed, context)
+    assert done is not None
+    run = done.run
+    status: SubmissionStatus = "graded"
     reason = ""
     if run.reason is not None:
         flags.append(Flag(run.reason, run.detail))
@@ -245,15 +267,14 @@ def _grade(sub: Submission, ctx: LabContext, seed: str, t0: float,
         elif not run.alive:
             status = "error"
     steps.append("scoring")
-    flags += check_flags
+    flags += done.flags
     judged = benchmark_judgement(sub, context)
     flags += benchmark_flags(sub, judged, context.hardware)
-    score = round(sum(c.points for c in checks), 6)
-    timings = {"sandbox_start_s": run.start_s, "notebook_s": run.run_s, "checks_s": checks_s,
+    score = round(sum(c.points for c in done.checks), 6)
+    timings = {"sandbox_start_s": run.start_s, "notebook_s": run.run_s, "checks_s": done.checks_s,
                "total_s": time.perf_counter() - t0}
     if rerun_after_s is not None:  # on the record: the whole notebook ran, after a definitions-only run of this long
         timings["definitions_run_s"] = rerun_after_s
     # No verdicts at all is stored as none and reads back as None: the record says the same before and after
     verdicts = judged.verdicts or None if judged is not None else None
-    return GradeRecord(status=status, score=score, checks=tuple(checks), flags=tuple(flags), reason=reason,
-                       timings=timings, verdicts=verdicts, **base), executed
+    return record(status, score, done.checks, reason, timings, verdicts), done.executed

@@ -18,49 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import demo_course, fresh_copy, timed
 
 LAB = "lab-2.4.4-moe-router"
-
-
-def make_course(root: Path, students: int) -> Path:
-    from autograder.course.create import init_course
-    from autograder.course.demo import demo_classes, write_submission
-
-    course = root / "course"
-    init_course(course, [LAB])
-    klass = list(demo_classes()[LAB]["students"].items())
-    when = datetime.now(UTC) - timedelta(hours=1)
-    for i in range(students):
-        name, spec = klass[i % len(klass)]
-        write_submission(course, LAB, f"{name}{i:02d}", {**spec, "late": False}, when)
-    return course
-
-
-def fresh_copy(course: Path, dest: Path) -> Path:
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(course, dest, symlinks=True, ignore=shutil.ignore_patterns("grades.db*", "autograded"))
-    return dest
-
-
-def timed(cmd: list[str], cwd: Path, source: Path | None = None) -> float:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    if source is not None:  # another source tree's autograder and reference packages come first on the path
-        env["PYTHONPATH"] = str(source)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} failed: {proc.stderr[-1500:]}")
-    return wall
 
 
 def floor(course: Path) -> float:
@@ -87,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
-    course = make_course(root, args.students)
+    course = demo_course(root / "course", LAB, args.students)
     n = args.students
     results: dict[str, float] = {}
     py = [sys.executable, "-m"]
@@ -104,7 +68,7 @@ def main() -> None:
     if args.before is not None:
         c = fresh_copy(course, root / "before")
         results[f"before ({args.before.name}), 2 workers"] = timed(
-            [*py, "autograder.cli", "grade", str(c), LAB, "--workers", "2"], c, args.before.resolve())
+            [*py, "autograder.cli", "grade", str(c), LAB, "--workers", "2"], c, source=args.before.resolve())
     for workers in (1, 2):
         if f"w{workers}" not in args.skip:
             c = fresh_copy(course, root / f"w{workers}")

@@ -25,7 +25,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 DB_METHODS = ("unchanged", "save", "begin_run", "close", "records")
@@ -56,8 +55,8 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/sparkgrade-dask-pg")
     args = parser.parse_args()
 
+    from _common import demo_course
     from distributed import LocalCluster
-    from grading_phases import make_course
     from test_store import PostgresServer
 
     from autograder.batch import grade_course
@@ -65,7 +64,7 @@ def main() -> None:
 
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
-    course = make_course(root, args.lab, args.students)
+    course = demo_course(root / args.lab / "course", args.lab, args.students)
     spent: dict[str, list[float]] = defaultdict(list)
     time_store(spent)
     server = PostgresServer()

@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import shutil
 import statistics
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from _common import demo_course
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -130,29 +130,13 @@ def instrument(clock: PhaseClock) -> None:
     CheckPlugin._result = result  # type: ignore[method-assign]
 
 
-def make_course(root: Path, lab: str, students: int) -> Path:
-    from autograder.course.create import init_course
-    from autograder.course.demo import demo_classes, write_submission
-
-    course = root / lab / "course"
-    if course.exists():
-        shutil.rmtree(course)
-    init_course(course, [lab])
-    klass = list(demo_classes()[lab]["students"].items())
-    when = datetime.now(UTC) - timedelta(hours=1)
-    for i in range(students):
-        name, spec = klass[i % len(klass)]
-        write_submission(course, lab, f"{name}{i:02d}", {**spec, "late": False}, when)
-    return course
-
-
 def measure(lab: str, students: int, root: Path) -> tuple[dict[str, dict[str, float]], PhaseClock, float, float]:
     """Grade the class once; returns {student: {phase: s, "wall": s}}, the clock, the wall time of the batch and
     feedback together, and of the feedback pass alone."""
     from autograder.batch import grade_course
     from autograder.feedback import write_feedback_pages
 
-    course = make_course(root, lab, students)
+    course = demo_course(root / lab / "course", lab, students)
     clock = CLOCK
     clock.reset()
     walls: dict[str, float] = {}

@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from _common import demo_course, fresh_copy, timed
 
 LAB = "lab-2.4.2-mamba-architecture"
 HANG = {"source": ["selective_state_update"], "code": {"selective_scan": (
@@ -28,22 +28,6 @@ HANG = {"source": ["selective_state_update"], "code": {"selective_scan": (
     "                   return_last_state=False):\n"
     "    while True:\n"
     "        pass\n")}}
-
-
-def make_course(root: Path, students: int) -> Path:
-    from autograder.course.create import init_course
-    from autograder.course.demo import demo_classes, write_submission
-
-    course = root / "course"
-    if course.exists():
-        shutil.rmtree(course)
-    init_course(course, [LAB])
-    klass = list(demo_classes()[LAB]["students"].items())
-    when = datetime.now(UTC) - timedelta(hours=1)
-    for i in range(students):
-        name, spec = klass[i % len(klass)]
-        write_submission(course, LAB, f"{name}{i:02d}", {**spec, "late": False}, when)
-    return course
 
 
 def with_hanging(course: Path, dest: Path) -> Path:
@@ -57,22 +41,9 @@ def with_hanging(course: Path, dest: Path) -> Path:
     return copy
 
 
-def fresh_copy(course: Path, dest: Path) -> Path:
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(course, dest, symlinks=True, ignore=shutil.ignore_patterns("grades.db*", "autograded"))
-    return dest
-
-
 def grade(course: Path, workers: int) -> float:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     cmd = [sys.executable, "-m", "autograder.cli", "grade", str(course), LAB, "--workers", str(workers)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"grading {course} failed: {proc.stderr[-1500:]}")
-    return wall
+    return timed(cmd, course, f"grading {course}")
 
 
 def main() -> None:
@@ -83,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
-    course = make_course(root, args.students)
+    course = demo_course(root / "course", LAB, args.students)
     clean = fresh_copy(course, root / "clean")
     hanging = with_hanging(course, root / "hanging")
     t_clean = grade(clean, args.workers)

@@ -34,6 +34,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the honest answer written differently: tests/generation_clocks.py
+
+from generation_clocks import logits_processor_generation  # noqa: E402
 
 from autograder.checks.plugin import Probed  # noqa: E402
 from autograder.paths import assignments_root  # noqa: E402
@@ -64,29 +67,6 @@ def course_answer() -> Callable[..., dict[str, Any]]:
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "benchmark_generation":
             exec(compile(cell.source, "<benchmark_generation>", "exec"), ns)
     return ns["benchmark_generation"]
-
-
-def clocked_by_a_logits_processor(model: Any, ids: torch.Tensor, n: int) -> dict[str, Any]:
-    """An honest answer written differently (tests/test_rubrics.py has the same): a LogitsProcessor is the clock."""
-    from transformers import LogitsProcessor, LogitsProcessorList
-
-    class Stamp(LogitsProcessor):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-            self.times.append(time.perf_counter())
-            return scores
-
-    kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.config.eos_token_id,
-                  max_new_tokens=n, min_new_tokens=n)
-    with torch.inference_mode():
-        model.generate(ids, **kwargs)  # warm-up
-        stamp = Stamp()
-        start = time.perf_counter()
-        model.generate(ids, logits_processor=LogitsProcessorList([stamp]), **kwargs)
-    return {"ttft_s": stamp.times[0] - start, "decode_tok_s": (n - 1) / (stamp.times[-1] - stamp.times[0]),
-            "peak_mem_bytes": 1}
 
 
 def _busy(stop_at: float) -> None:
@@ -160,7 +140,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     models = {name: AutoModelForCausalLM.from_pretrained(Path(args.models) / name).eval() for name in check.MODELS}
-    answers = {"course": course_answer(), "logits-processor": clocked_by_a_logits_processor}
+    answers = {"course": course_answer(), "logits-processor": logits_processor_generation}
     rng = torch.Generator().manual_seed(0)
     found: dict[str, list[float]] = {}
     for phase in args.phases:

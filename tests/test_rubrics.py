@@ -28,6 +28,7 @@ import nbformat
 import pytest
 import torch
 import transformers
+from generation_clocks import logits_processor_generation
 
 import reference
 from autograder.checks.api import PROBE
@@ -348,30 +349,8 @@ def _constants(solution):
 
 
 def _clocked_by_a_logits_processor(solution):
-    """A correct answer written differently: the clock is a LogitsProcessor (generate() calls it once per new token,
-    after that token's forward call) instead of a streamer, and peak memory is the weights' bytes."""
-    from transformers import LogitsProcessor, LogitsProcessorList
-
-    class Stamp(LogitsProcessor):
-        def __init__(self):
-            self.times = []
-
-        def __call__(self, input_ids, scores):
-            self.times.append(time.perf_counter())
-            return scores
-
-    def measure(model, ids, n):
-        kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.config.eos_token_id,
-                      max_new_tokens=n, min_new_tokens=n)
-        with torch.inference_mode():
-            model.generate(ids, **kwargs)  # warm-up
-            stamp = Stamp()
-            start = time.perf_counter()
-            model.generate(ids, logits_processor=LogitsProcessorList([stamp]), **kwargs)
-        weights = sum(p.numel() * p.element_size() for p in model.parameters())
-        return {"ttft_s": stamp.times[0] - start, "decode_tok_s": (n - 1) / (stamp.times[-1] - stamp.times[0]),
-                "peak_mem_bytes": weights}
-    return measure
+    """A correct answer written differently (tests/generation_clocks.py): the clock is a LogitsProcessor."""
+    return logits_processor_generation
 
 
 BENCHMARK_LAB = "lab-2.4.1-mamba-inference"

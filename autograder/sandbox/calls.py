@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard, get_args
 
 Reason = Literal["timeout", "memory", "processes", "output", "crashed"]
 CallStatus = Literal["ok", "error", "timeout", "died"]
+
+
+def is_call_status(value: object) -> TypeGuard[CallStatus]:
+    """One of the call statuses (a reply from the runner is untrusted JSON)."""
+    return isinstance(value, str) and value in get_args(CallStatus)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
@@ -149,7 +150,7 @@ class Cgroup:
         """The files a launcher writes its pid into before exec'ing bwrap (so every descendant is inside)."""
         return [str(d / "cgroup.procs") for d in self.dirs]
 
-    def breach(self) -> str | None:
+    def breach(self) -> Literal["memory", "processes"] | None:
         """'memory' after an OOM kill, 'processes' after a refused fork, else None."""
         if self.version == 2:
             (d,) = self.dirs

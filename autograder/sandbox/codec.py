@@ -12,7 +12,7 @@ import math
 import os
 import re
 import stat
-from typing import Any
+from typing import Any, Required, TypedDict, TypeGuard
 
 import numpy as np
 import torch
@@ -31,6 +31,15 @@ MAX_JSON_BYTES = 4 << 20
 MAX_JSON_DEPTH = 2 * MAX_DEPTH + 4
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _MODEL_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+class CallSpec(TypedDict, total=False):
+    """in.json: one call's arguments as inside/harness.py reads them. A node is {"t": kind, ...} (see encode_call)."""
+
+    args: Required[list[dict[str, Any]]]
+    kwargs: Required[dict[str, dict[str, Any]]]
+    device: Required[str | None]
+    forbid: list[str]  # only when the call forbids something
 
 
 class OutputError(ValueError):
@@ -74,7 +83,7 @@ def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], device: str | Non
             return {"t": "dict", "items": {k: enc(x, depth + 1) for k, x in v.items()}}
         raise TypeError(f"cannot send an argument of type {type(v).__name__} into the sandbox")
 
-    spec = {
+    spec: CallSpec = {
         "args": [enc(a, 0) for a in args],
         "kwargs": {str(k): enc(a, 0) for k, a in kwargs.items()},
         "device": device,
@@ -201,7 +210,7 @@ def _decode(spec_bytes: bytes, tensor_bytes: bytes | None) -> tuple[Any, float]:
             return value
         if kind == "int" and type(value) is int:
             return value
-        if kind == "float" and type(value) in (int, float):
+        if kind == "float" and is_number(value):
             return float(value)
         if kind == "str" and type(value) is str:
             return value
@@ -215,7 +224,7 @@ def _decode(spec_bytes: bytes, tensor_bytes: bytes | None) -> tuple[Any, float]:
 
     value = dec(spec["result"], 0)
     wall = spec.get("wall_s")
-    wall_s = float(wall) if type(wall) in (int, float) and math.isfinite(wall) and wall >= 0 else 0.0
+    wall_s = float(wall) if is_number(wall) and math.isfinite(wall) and wall >= 0 else 0.0
     return value, wall_s
 
 
@@ -290,9 +299,14 @@ def read_call_reply(work_fd: int, calls_dir: str, call_id: str,
     return value, wall_s, forbidden_calls(spec)
 
 
+def is_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number exactly: an int or a float, not a bool nor a subclass a decoder could be made to return."""
+    return type(value) in (int, float)
+
+
 def as_number(value: Any) -> float:
     """A number from a reply of the runner (untrusted JSON); anything else reads as 0."""
-    return float(value) if type(value) in (int, float) else 0.0
+    return float(value) if is_number(value) else 0.0
 
 
 def as_text(value: Any, limit: int) -> str:

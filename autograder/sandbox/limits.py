@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -59,8 +60,32 @@ def rlimits_for(lim: Limits, *, cgroup: bool, gpu: bool) -> dict[str, int]:
     return rlimits
 
 
+class RunnerLimits(TypedDict):
+    """The limits part of the runner's configuration message (sandbox/inside/runner.py reads it as JSON)."""
+
+    notebook_timeout_s: float
+    startup_timeout_s: float
+    cell_output_bytes: int
+    call_text_bytes: int
+    interrupt_grace_s: float
+    rlimits: dict[str, int]  # resource.RLIMIT_* name -> soft and hard limit
+    limits_by_cgroup: bool
+    cuda_memory_bytes: int  # 0: no GPU
+    nice: int
+
+
+class RunnerConfig(RunnerLimits):
+    """The runner's configuration message, the first line the grader sends it (Sandbox._config)."""
+
+    token: str  # marks the runner's own protocol lines (student code can write into the pipe)
+    notebook: str
+    executed_name: str
+    work_dir: str
+    models_dir: str  # "" without models
+
+
 def runner_limits(lim: Limits, rlimits: dict[str, int], *, inside: bool, cgroup: bool, gpu: bool,
-                  cpu_quota: bool) -> dict[str, object]:
+                  cpu_quota: bool) -> RunnerLimits:
     """The limits part of the runner's configuration message (sandbox/inside/runner.py reads it)."""
     return {
         "notebook_timeout_s": lim.notebook_s,

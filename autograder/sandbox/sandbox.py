@@ -11,6 +11,8 @@ Start and use a Sandbox from one long-lived thread: --die-with-parent ties bwrap
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
 import queue
@@ -24,11 +26,11 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from autograder.sandbox import bwrap as bw
 from autograder.sandbox import gpus, watchdog, zygote
-from autograder.sandbox.calls import Call, CallResult, Reason, SandboxResult
+from autograder.sandbox.calls import Call, CallResult, Reason, SandboxResult, is_call_status
 from autograder.sandbox.cgroup import Cgroup
 from autograder.sandbox.codec import (
     OutputError,
@@ -40,7 +42,7 @@ from autograder.sandbox.codec import (
     read_call_reply,
     write_call_inputs,
 )
-from autograder.sandbox.limits import Limits, rlimits_for, runner_limits
+from autograder.sandbox.limits import Limits, RunnerConfig, rlimits_for, runner_limits
 
 INSIDE_DIR = Path(__file__).parent / "inside"  # everything that runs next to student code
 RUNNER = INSIDE_DIR / "runner.py"
@@ -212,7 +214,7 @@ class Sandbox:
     def _rlimits(self) -> dict[str, int]:
         return rlimits_for(self.limits, cgroup=self._cgroup is not None, gpu=self.gpu is not None)
 
-    def _config(self) -> dict[str, Any]:
+    def _config(self) -> RunnerConfig:
         inside = not self.no_sandbox
         quota = self._cgroup is not None and self._cgroup.cpu_quota is not None
         return {"token": self._token, "notebook": self._notebook_name, "executed_name": EXECUTED_NAME,
@@ -223,7 +225,7 @@ class Sandbox:
 
     # -- the protocol channel -------------------------------------------------------------------------------------
 
-    def _send(self, msg: dict[str, Any]) -> None:
+    def _send(self, msg: Mapping[str, object]) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         try:
             self._proc.stdin.write((json.dumps(msg) + "\n").encode())
@@ -252,7 +254,7 @@ class Sandbox:
         self._lines.put(None)
 
     def _read_stderr(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
+        assert self._proc is not None and isinstance(self._proc.stderr, io.BufferedReader)  # both kinds: buffered
         while chunk := self._proc.stderr.read1(4096):
             self._stderr_tail.append(chunk)
 
@@ -282,7 +284,7 @@ class Sandbox:
             if msg.get("type") == kind and (msg_id is None or msg.get("id") == msg_id):
                 return msg
 
-    def _kill(self, reason: Reason, detail: str) -> None:
+    def _kill(self, reason: Reason, detail: str) -> NoReturn:
         self._terminate()
         self._alive = False
         self._dead = self._dead or _Died(reason, detail)  # a watchdog's kill keeps its reason, not "crashed"
@@ -422,7 +424,8 @@ class Sandbox:
             self._send({"op": "calls", "id": msg_id, "calls": requests})
             try:
                 answer = self._wait_for("calls", time.monotonic() + total_timeout + 10, msg_id)
-                replies = answer.get("results") if isinstance(answer.get("results"), list) else []
+                listed = answer.get("results")
+                replies = listed if isinstance(listed, list) else []
                 if not answer.get("alive", False):
                     self._alive = False
             except _Died as died:
@@ -441,27 +444,20 @@ class Sandbox:
         return results
 
     def _collect(self, call_id: str, reply: dict[str, Any]) -> CallResult:
-        sandboxed = not self.no_sandbox
         status = reply.get("status")
-        status = status if status in ("ok", "error", "timeout", "died") else "died"
         text = self.limits.call_text_bytes
-        common = {
-            "error": as_text(reply.get("error"), 2000) or None,
-            "round_trip_s": as_number(reply.get("round_trip_s")),
-            "stdout": as_text(reply.get("stdout"), text),
-            "stderr": as_text(reply.get("stderr"), text),
-            "sandboxed": sandboxed,
-        }
+        common = CallResult("died", error=as_text(reply.get("error"), 2000) or None, sandboxed=not self.no_sandbox,
+                            round_trip_s=as_number(reply.get("round_trip_s")),
+                            stdout=as_text(reply.get("stdout"), text), stderr=as_text(reply.get("stderr"), text))
         if status != "ok":
-            return CallResult(status, **common)
+            return dataclasses.replace(common, status=status if is_call_status(status) else "died")
         assert self._work_fd is not None
         limit = self.limits.call_output_bytes
         try:
             value, wall_s, forbidden = read_call_reply(self._work_fd, CALLS_DIR, call_id, limit)
         except (OutputError, OSError) as exc:
-            common["error"] = f"rejected output: {exc}"
-            return CallResult("error", **common)
-        return CallResult("ok", value=value, wall_s=wall_s, forbidden=forbidden, **common)
+            return dataclasses.replace(common, status="error", error=f"rejected output: {exc}")
+        return dataclasses.replace(common, status="ok", value=value, wall_s=wall_s, forbidden=forbidden)
 
     # -- teardown ------------------------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TypedDict
 
 from autograder.sandbox import bwrap as bw
 
@@ -47,8 +47,6 @@ WARM_MODULES = (
     # sandbox of a lab with a gradient check paid in its first gradient call (2.4.2's scan_gradients).
     "torch.fx.experimental.symbolic_shapes",
 )
-
-
 
 
 def forbid_modules() -> list[str]:
@@ -74,6 +72,23 @@ def forbid_modules() -> list[str]:
             if "." in name and module.split(".")[0] in packages and module not in modules:
                 modules.append(module)
     return modules
+
+
+class WarmSpec(TypedDict):
+    """One warm sandbox's layout as the zygote reads it (inside/zygote_main.py): bwrap.build_argv's mounts as data."""
+
+    host_id: int | None  # the host uid the sandbox uid maps onto when the grader is root
+    newroot: str
+    work_dir: str
+    etc_dir: str
+    python_dirs: list[str]
+    models_dir: str | None
+    inside_work: str
+    inside_models: str
+    etc_from_host: list[str]
+    tmp_bytes: int
+    env: dict[str, str]
+    rlimits: dict[str, int]
 
 
 class ZygoteError(RuntimeError):
@@ -175,7 +190,7 @@ class Zygote:
     def alive(self) -> bool:
         return self._proc.poll() is None
 
-    def spawn(self, spec: dict[str, Any], procs_files: Iterable[str] = (), timeout_s: float = 60.0) -> ZygoteProcess:
+    def spawn(self, spec: WarmSpec, procs_files: Iterable[str] = (), timeout_s: float = 60.0) -> ZygoteProcess:
         """Fork a sandbox for ``spec`` (see zygote_main._build_root); put its pid 1 in the given cgroups."""
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -258,7 +273,7 @@ def _read_pid(ctl: socket.socket, timeout_s: float) -> int:
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and msg == b"c":
             pid, _uid, _gid = struct.unpack("iII", data[: struct.calcsize("iII")])
-            if pid > 0:
+            if isinstance(pid, int) and pid > 0:
                 return pid
     raise ZygoteError("the warm sandbox did not start (no hello from its pid 1)")
 
@@ -294,22 +309,23 @@ def get(threads: int) -> Zygote:
 def _start_in_keeper(threads: int) -> Zygote:
     """Start the zygote from a thread that lives as long as this process: its parent-death signal (and so every
     warm sandbox's) follows the thread that started it, and a grading worker thread may end before the batch."""
-    box: dict[str, Any] = {}
+    made: list[Zygote] = []
+    failed: list[BaseException] = []
     started = threading.Event()
 
     def keeper() -> None:
         try:
-            box["zygote"] = Zygote(threads)
+            made.append(Zygote(threads))
         except BaseException as exc:  # handed to the caller below
-            box["error"] = exc
+            failed.append(exc)
         started.set()
         threading.Event().wait()
 
     threading.Thread(target=keeper, name=f"sparkgrade-zygote-{threads}", daemon=True).start()
     started.wait()
-    if "error" in box:
-        raise box["error"]
-    return box["zygote"]
+    if failed:
+        raise failed[0]
+    return made[0]
 
 
 def mark_broken(reason: str) -> None:
@@ -328,7 +344,7 @@ def shutdown() -> None:
 
 
 def sandbox_spec(mounts: bw.Mounts, env: dict[str, str], *, tmp_bytes: int, newroot: Path,
-                 rlimits: dict[str, int], host_id: int | None = None) -> dict[str, Any]:
+                 rlimits: dict[str, int], host_id: int | None = None) -> WarmSpec:
     """The warm sandbox's layout: bwrap.build_argv's mounts, as data for the zygote. ``host_id``: the host uid
     the sandbox uid maps onto when the grader is root (bwrap.sandbox_host_id)."""
     return {

@@ -14,10 +14,11 @@ runs the grader's own generation timing instead of any student function. What a 
 any value (student code shares the kernel): the checks hold it against the runner's clock, outside the kernel.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 
-def _sparkgrade_forbid(names: list[str]) -> tuple[Any, Any]:
+def _sparkgrade_forbid(names: list[str]) -> tuple[Callable[[], None], Callable[[], list[str]]]:
     """(start, stop) of a tracer that notes which of the named callables (dotted paths, e.g.
     "transformers.models.mixtral.modeling_mixtral.load_balancing_loss_func") run while the student's function
     runs: Python functions by their code object (so a name bound before the call, `from m import f`, is caught
@@ -91,7 +92,7 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
     with open(os.path.join(call_dir, "in.json"), encoding="utf-8") as f:
         spec = json.load(f)
     in_path = os.path.join(call_dir, "in.safetensors")
-    tensors = {}
+    tensors: dict[str, Any] = {}  # torch tensors (torch is imported only when tensors cross)
     if os.path.exists(in_path):  # torch only when tensors cross: a call on plain numbers stays fast
         from safetensors.torch import load_file
 
@@ -100,7 +101,7 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
     cache = sys.modules.setdefault("_sparkgrade_models", types.ModuleType("_sparkgrade_models"))
     models = cache.__dict__.setdefault("models", {})
 
-    def load_model(v):
+    def load_model(v: dict[str, Any]) -> Any:
         # Same recipe as autograder.checks.trusted.build_model (the grader's side of the comparison).
         key = (v["name"], v.get("dtype"), device, v.get("config"), tuple(v.get("lora") or ()), v.get("freeze"))
         if key not in models:
@@ -126,7 +127,7 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
             models[key] = model.to(device).eval()
         return models[key]
 
-    def dec(v):
+    def dec(v: dict[str, Any]) -> Any:
         t = v["t"]
         if t == "tensor":
             return tensors[v["key"]].to(device)
@@ -165,13 +166,13 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
     if type(fn) is not types.FunctionType:
         raise NameError(f"{function!r} is not a function defined in the notebook")
 
-    out = {}
+    out: dict[str, Any] = {}  # torch tensors
 
-    def enc(v, depth):
+    def enc(v: Any, depth: int) -> dict[str, Any]:
         if depth > 8:
             raise TypeError("the return value is nested more than 8 levels deep")
-        torch = sys.modules.get("torch")  # a tensor can only exist if torch is imported
-        if torch is not None and isinstance(v, torch.Tensor):
+        imported_torch = sys.modules.get("torch")  # a tensor can only exist if torch is imported
+        if imported_torch is not None and isinstance(v, imported_torch.Tensor):
             key = f"o{len(out)}"
             out[key] = v.detach().to("cpu").contiguous().clone()
             return {"t": "tensor", "key": key}
@@ -205,6 +206,7 @@ def _sparkgrade_call(ns: dict[str, Any], call_dir: str, function: str, models_di
     forbid = [str(n) for n in spec.get("forbid") or []]
     trace_start, trace_stop = _sparkgrade_forbid(forbid) if forbid else (None, None)
     forbidden: list[str] = []
+    result: Any
     start = time.perf_counter()
     if trace_start is not None:
         trace_start()
@@ -294,7 +296,7 @@ def _sparkgrade_count_forwards(fn: Any, args: list[Any], kwargs: dict[str, Any])
     return {"value": value, "forwards": forwards, "call_s": call_s, "peak_rss_bytes": sampler[0]}
 
 
-def _sparkgrade_sampler() -> tuple[Any, list[int]]:
+def _sparkgrade_sampler() -> tuple[Callable[[], None], list[int]]:
     """A thread that samples this process's resident set every millisecond, as the lab's PeakMemory does on CPU:
     returns (stop, [peak bytes so far])."""
     import os
@@ -346,7 +348,7 @@ def _sparkgrade_reference_generation(model: Any, input_ids: Any, new_tokens: int
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    class Clock(BaseStreamer):
+    class Clock(BaseStreamer):  # type: ignore[misc]  # transformers is not followed by mypy: BaseStreamer is Any
         def __init__(self) -> None:
             self.stamps: list[float] = []
 

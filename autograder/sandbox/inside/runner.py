@@ -30,7 +30,7 @@ from typing import Any
 # nbformat validates through jsonschema, whose optional IRI format checker (rfc3987_syntax, installed for
 # jupyter-events) builds a grammar at import: 2 CPU-seconds per sandbox, for a check no notebook schema uses.
 # jsonschema imports it under suppress(ImportError); a None entry makes that import fail fast.
-sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: the documented "import fails"
 
 MAX_REQUEST_BYTES = 1 << 20
 ERROR_CHARS = 2000
@@ -98,11 +98,14 @@ def _bounded_client_class() -> type:
     from nbclient import NotebookClient
     from nbformat.v4 import new_output
 
-    class BoundedClient(NotebookClient):  # type: ignore[misc]
+    class BoundedClient(NotebookClient):
         """nbclient that keeps at most ``cell_output_bytes`` of outputs per cell (an output flood stays small)."""
 
+        sg_limit: int
+        sg_used: dict[int, int]  # output bytes per cell index
+
         def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
-            limit: int = self.sg_limit
+            limit = self.sg_limit
             used = self.sg_used.get(cell_index, 0)
             if used > limit:
                 return None
@@ -245,7 +248,7 @@ def _adopt_kernel(kernel: dict[str, Any]) -> Any:
     km = AsyncKernelManager(connection_file=kernel["connection_file"], kernel_name="python3")
     km.load_connection_file()
     prov = LocalProvisioner(kernel_id="sandbox", kernel_spec=km.kernel_spec, parent=km)
-    prov.process = _ForkedKernel(kernel["pid"])
+    prov.process = _ForkedKernel(kernel["pid"])  # type: ignore[assignment]  # duck-typed: the Popen calls it makes
     prov.pid = prov.pgid = kernel["pid"]
     prov.connection_info = km.get_connection_info()
     km.provisioner = prov
@@ -428,7 +431,7 @@ def _call_reply(
 
 
 def serve_calls(chan: Channel, client: Any, cfg: dict[str, Any]) -> None:
-    from jupyter_client import BlockingKernelClient
+    from jupyter_client.blocking.client import BlockingKernelClient
 
     kc = BlockingKernelClient()
     kc.load_connection_info(client.km.get_connection_info())

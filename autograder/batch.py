@@ -24,7 +24,7 @@ from multiprocessing import get_context
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
-from autograder.course.gradebook import BadTimestamp, seconds_late, sync_record
+from autograder.course.gradebook import BadTimestamp, GradebookSession
 from autograder.db.store import CourseStore
 from autograder.errors import UserError
 from autograder.grading import LabContext, failed_record, grade_submission, grader_error, load_lab
@@ -228,12 +228,13 @@ def run_dask(tasks: Sequence[GradeTask], scheduler: str) -> Iterator[TaskResult]
                 yield _lost(futures[fut], exc)
 
 
-def _after_grading(course_dir: Path, lab: str, record: GradeRecord) -> GradeRecord:
-    """Lateness and nbgrader's gradebook for one graded record. The student wrote timestamp.txt; whatever it
-    holds, or whatever the gradebook says, becomes a flag on this record and never stops the batch."""
+def _after_grading(gradebook: GradebookSession, lab: str, record: GradeRecord) -> GradeRecord:
+    """Lateness and nbgrader's gradebook (opened once per batch) for one graded record. The student wrote
+    timestamp.txt; whatever it holds, or whatever the gradebook says, becomes a flag on this record and never stops
+    the batch."""
     extra: list[Flag] = []
     try:
-        late = seconds_late(course_dir, lab, record.student)
+        late = gradebook.seconds_late(lab, record.student)
         if late > 0:
             extra.append(Flag("late", f"submitted {late / 3600:.1f} h after the due date (nbgrader's late policy "
                                       "applies)"))
@@ -241,27 +242,27 @@ def _after_grading(course_dir: Path, lab: str, record: GradeRecord) -> GradeReco
         extra.append(Flag("timestamp", f"{exc}; lateness was not judged"))
     except Exception as exc:
         extra.append(Flag("grader-error", grader_error("judging lateness", exc)))
-    if (course_dir / "gradebook.db").exists():
+    if gradebook.exists:
         try:
-            sync_record(course_dir, record)
+            gradebook.sync(record)
         except Exception as exc:
             extra.append(Flag("grader-error", grader_error("mirroring the grade to nbgrader's gradebook", exc)))
     return dataclasses.replace(record, flags=(*record.flags, *extra)) if extra else record
 
 
-def _sync_counted(course_dir: Path, store: CourseStore, ctx: LabContext, record: GradeRecord) -> None:
+def _sync_counted(gradebook: GradebookSession, store: CourseStore, ctx: LabContext, record: GradeRecord) -> None:
     """Under ``counts: best`` nbgrader's gradebook gets the best attempt, not the one just graded (which
     _after_grading mirrored): the choice is autograder.course.attempts', as for the export and the pages."""
     from autograder.course.attempts import counted_attempt
     from autograder.course.config import AttemptPolicy
 
     policy = ctx.course.policies.get(record.assignment, AttemptPolicy())
-    if policy.counts == "last" or not (course_dir / "gradebook.db").exists():
+    if policy.counts == "last" or not gradebook.exists:
         return
     try:
         found = counted_attempt(store, record.assignment, record.student, policy)
         if found is not None and found.record.content_hash != record.content_hash:
-            sync_record(course_dir, found.record)
+            gradebook.sync(found.record)
     except Exception:  # the grade is stored; the watch (or the next grade) mirrors it again
         pass
 
@@ -307,18 +308,19 @@ def grade_course(course_dir: Path, lab: str, students: list[str] | None = None, 
     else:
         n = workers or default_workers(ctx.needs_gpu, ctx.rubric.sandbox_limits.threads)
         results = run_local(tasks, n)
-    for result in results:
-        record = _after_grading(course_dir, lab, result.record)
-        executed = result.executed
-        try:
-            store.save(record, executed)
-        except Exception as exc:  # e.g. a value the database refuses: the student still gets a record
-            record = failed_record(result.task.submission, ctx.rubric, result.task.seed, "error",
-                                   grader_error("storing the grade", exc), sandboxed=not no_sandbox)
-            store.save(record, None)
-        _sync_counted(course_dir, store, ctx, record)
-        records[record.student] = record
-        if on_result is not None:
-            on_result(record, len(records), len(subs))
+    with GradebookSession(course_dir) as gradebook:
+        for result in results:
+            record = _after_grading(gradebook, lab, result.record)
+            executed = result.executed
+            try:
+                store.save(record, executed)
+            except Exception as exc:  # e.g. a value the database refuses: the student still gets a record
+                record = failed_record(result.task.submission, ctx.rubric, result.task.seed, "error",
+                                       grader_error("storing the grade", exc), sandboxed=not no_sandbox)
+                store.save(record, None)
+            _sync_counted(gradebook, store, ctx, record)
+            records[record.student] = record
+            if on_result is not None:
+                on_result(record, len(records), len(subs))
     store.close()
     return [records[s] for s, _ in subs if s in records]

@@ -38,10 +38,13 @@ def fresh_copy(course: Path, dest: Path) -> Path:
     return dest
 
 
-def timed(cmd: list[str], cwd: Path, what: str | None = None) -> float:
+def timed(cmd: list[str], cwd: Path, what: str | None = None, source: Path | None = None) -> float:
     """Wall seconds of ``cmd`` run in ``cwd`` with this Python's scripts first on PATH; a failure stops the
-    benchmark, saying ``what`` failed (by default the command's first words) and the end of its stderr."""
+    benchmark, saying ``what`` failed (by default the command's first words) and the end of its stderr.
+    ``source``: another source tree whose autograder and reference packages come first on the path."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0

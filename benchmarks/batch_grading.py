@@ -2,11 +2,16 @@
 
     nbgrader   `nbgrader autograde` (its own visible tests, in the student's kernel, strictly sequential)
     floor      the same notebooks executed bare with nbclient, one after the other, in one process, no grading
+    in-process the hidden checks alone, on the course's own answers, in this process: no sandbox, no kernel, no
+               store (benchmarks/grading_phases.py's floor), one submission after the other
     sparkgrade `sparkgrade grade` (sandbox per submission, hidden checks, diagnosis) with 1 and 2 local workers,
                and on a 2-worker Dask LocalCluster
 
-The class is the demo class of the lab (correct, partly wrong, cheating, late) repeated to 24 students. Usage:
-    python benchmarks/batch_grading.py [--students 24] [--dir /tmp/sparkgrade-bench]
+The class is the demo class of the lab (correct, partly wrong, cheating, late) repeated to 24 students.
+``--before DIR`` also times `sparkgrade grade` (2 workers) from another source tree, e.g. the main branch
+unpacked by `git archive main | tar -x -C DIR`, so a change is measured against what it changes in the same run.
+Usage:
+    python benchmarks/batch_grading.py [--students 24] [--dir /tmp/sparkgrade-bench] [--before DIR]
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=24)
     parser.add_argument("--dir", default="/tmp/sparkgrade-bench")
-    parser.add_argument("--skip", nargs="*", default=[], help="nbgrader floor w1 w2 dask")
+    parser.add_argument("--skip", nargs="*", default=[], help="nbgrader floor inprocess w1 w2 dask")
+    parser.add_argument("--before", type=Path, default=None, help="another source tree to time too (2 workers)")
     args = parser.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -55,6 +61,14 @@ def main() -> None:
                                                "--Execute.timeout=600"], c)
     if "floor" not in args.skip:
         results["floor: bare execution"] = floor(fresh_copy(course, root / "floor"))
+    if "inprocess" not in args.skip:
+        from grading_phases import inprocess_floor
+
+        results["floor: hidden checks in-process"] = sum(inprocess_floor(fresh_copy(course, root / "inproc"), LAB))
+    if args.before is not None:
+        c = fresh_copy(course, root / "before")
+        results[f"before ({args.before.name}), 2 workers"] = timed(
+            [*py, "autograder.cli", "grade", str(c), LAB, "--workers", "2"], c, source=args.before.resolve())
     for workers in (1, 2):
         if f"w{workers}" not in args.skip:
             c = fresh_copy(course, root / f"w{workers}")
@@ -69,12 +83,16 @@ def main() -> None:
                 [*py, "autograder.cli", "grade", str(c), LAB, "--scheduler", lc.scheduler_address], c)
     base = results.get("nbgrader autograde")
     bare = results.get("floor: bare execution")
-    print(f"{n} submissions of {LAB}, {os.cpu_count()} cores")
-    print(f"{'run':45} {'wall s':>8} {'s/sub':>7} {'vs nbgrader':>12} {'vs floor':>9}")
+    inproc = results.get("floor: hidden checks in-process")
+    load = os.getloadavg()
+    print(f"{n} submissions of {LAB}, {os.cpu_count()} cores, load at the end {load[0]:.1f} {load[1]:.1f} "
+          f"{load[2]:.1f}")
+    print(f"{'run':45} {'wall s':>8} {'s/sub':>7} {'vs nbgrader':>12} {'vs bare':>8} {'x in-process':>13}")
     for name, wall in results.items():
         vs_nb = f"{base / wall:.2f}x" if base else "-"
         vs_floor = f"{wall / bare - 1:+.0%}" if bare else "-"
-        print(f"{name:45} {wall:8.1f} {wall / n:7.2f} {vs_nb:>12} {vs_floor:>9}")
+        vs_inproc = f"{wall / inproc:.2f}x" if inproc else "-"
+        print(f"{name:45} {wall:8.1f} {wall / n:7.2f} {vs_nb:>12} {vs_floor:>8} {vs_inproc:>13}")
 
 
 if __name__ == "__main__":

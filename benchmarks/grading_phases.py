@@ -13,12 +13,18 @@ runs them). Then the feedback pages are rendered. Phases:
     checks: calls    the hidden checks' calls into the sandbox, round trips included (Sandbox.call_many)
     checks: trusted  the rest of the checks: pytest, reference answers, comparison, diagnosis
     scoring          benchmark judgement and flags
-    gradebook sync   lateness and nbgrader's gradebook (batch.seconds_late, batch.sync_record)
+    gradebook sync   lateness and nbgrader's gradebook (GradebookSession.seconds_late and .sync)
     store            the record and the executed notebook into the course database (CourseStore.save)
     feedback         the student's feedback page (feedback.write_feedback)
     other            the wall time no phase above accounts for (sandbox teardown, the batch's own work)
 
-and, per check, the median of its calls, round trips and time in them. Usage:
+and, per check, the median of its calls, round trips and time in them.
+
+The floor: the same hidden checks (the same rubric, seeds and submitted files) calling the course's own answers
+(the source notebook's solution cells) in this process, with no sandbox, no kernel and no store
+(tests/test_rubrics.py's LocalCaller, which copies tensors in and out as the sandbox does). It is what grading one
+submission cannot get below on this machine; the table says how many times it the median submission takes.
+Usage:
     python benchmarks/grading_phases.py [--lab lab-2.4.4-moe-router] [--students 24] [--dir /tmp/sparkgrade-phases]
 """
 
@@ -89,8 +95,12 @@ def instrument(clock: PhaseClock) -> None:
     clock.wrap(grading, "run_all_checks", "_checks")
     clock.wrap(grading, "benchmark_judgement", "scoring")
     clock.wrap(grading, "benchmark_flags", "scoring")
-    clock.wrap(batch, "seconds_late", "gradebook sync")
-    clock.wrap(batch, "sync_record", "gradebook sync")
+    if hasattr(batch, "GradebookSession"):  # one gradebook per batch
+        clock.wrap(batch.GradebookSession, "seconds_late", "gradebook sync")
+        clock.wrap(batch.GradebookSession, "sync", "gradebook sync")
+    else:  # before: opened twice per record
+        clock.wrap(batch, "seconds_late", "gradebook sync")
+        clock.wrap(batch, "sync_record", "gradebook sync")
     clock.wrap(CourseStore, "save", "store")
     clock.wrap(feedback, "write_feedback", "feedback",
                before=lambda course, record, *a, **k: clock.start(record.student))
@@ -157,11 +167,43 @@ def measure(lab: str, students: int, root: Path) -> tuple[dict[str, dict[str, fl
     return rows, clock, wall, feedback_s
 
 
-def report(lab: str, rows: dict[str, dict[str, float]], clock: PhaseClock, wall: float, feedback_s: float) -> None:
+def inprocess_floor(course: Path, lab: str) -> list[float]:
+    """Seconds per submission of the floor: the lab's hidden checks on the course's answers, in this process."""
+    import os
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_rubrics import MODELS_ENV, LocalCaller, solution_namespace
+
+    from autograder.checks.plugin import SubmissionContext
+    from autograder.checks.runner import run_all_checks
+    from autograder.intake.submission import find_submissions, read_submission_folder
+    from autograder.rubric import load_rubric
+
+    os.environ[MODELS_ENV] = str(course / "source" / lab / "models")
+    rubric = load_rubric(lab)
+    namespace = solution_namespace(lab)
+    seconds = []
+    for student, path in find_submissions(course, lab, None):
+        sub = read_submission_folder(student, lab, path)
+        t0 = time.perf_counter()
+        outcome = run_all_checks(rubric, LocalCaller(namespace), f"floor-{student}",
+                                 SubmissionContext(student, lab, dict(sub.files)))
+        seconds.append(time.perf_counter() - t0)
+        if outcome.grader_errors:
+            raise SystemExit(f"the floor's checks failed to run for {student}: {outcome.grader_errors[:2]}")
+    return seconds
+
+
+def report(lab: str, rows: dict[str, dict[str, float]], clock: PhaseClock, wall: float, feedback_s: float,
+           floor: list[float]) -> None:
     n = len(rows)
     median_wall = statistics.median(r["wall"] for r in rows.values())
     print(f"\n{lab}: {n} submissions, one worker, {wall:.1f} s with feedback ({feedback_s:.1f} s of it), "
           f"{wall / max(n, 1):.2f} s/submission; median submission {median_wall:.2f} s")
+    if floor:
+        med = statistics.median(floor)
+        print(f"in-process floor (the same checks on the course's answers, no sandbox): median {med:.3f} s, "
+              f"{sum(floor):.1f} s for {len(floor)}; the median submission takes {median_wall / med:.1f}x it")
     print(f"{'phase':18} {'median s':>9} {'share':>7}")
     for phase in PHASES:
         med = statistics.median(r[phase] for r in rows.values())
@@ -177,12 +219,17 @@ def main() -> None:
     parser.add_argument("--lab", nargs="*", default=["lab-2.4.2-mamba-architecture", "lab-2.4.4-moe-router"])
     parser.add_argument("--students", type=int, default=24)
     parser.add_argument("--dir", default="/tmp/sparkgrade-phases")
+    parser.add_argument("--no-floor", action="store_true", help="skip the in-process floor")
     args = parser.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
     instrument(CLOCK)
     for lab in args.lab:
-        report(lab, *measure(lab, args.students, root))
+        rows, clock, wall, feedback_s = measure(lab, args.students, root)
+        sandboxed = {cid: list(seen) for cid, seen in clock.checks.items()}
+        floor = [] if args.no_floor else inprocess_floor(root / lab / "course", lab)
+        clock.checks = defaultdict(list, sandboxed)  # the floor's checks ran through the same plugin: not theirs
+        report(lab, rows, clock, wall, feedback_s, floor)
 
 
 if __name__ == "__main__":

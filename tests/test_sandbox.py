@@ -558,6 +558,27 @@ def test_the_zygote_outlives_the_thread_that_started_it() -> None:
     assert zygote.get(FAST.threads) is started[0]  # the same zygote served the sandbox: it was never restarted
 
 
+def test_the_zygote_warms_the_modules_the_labs_forbid_calls_from() -> None:
+    # lab 2.4.4 forbids transformers' load_balancing_loss_func: the harness imports its module to trace it
+    assert "transformers.models.mixtral.modeling_mixtral" in zygote.forbid_modules()
+    assert not any(m.startswith("mamba_ssm") for m in zygote.forbid_modules())  # a CUDA package stays out
+
+
+@needs_bwrap
+def test_a_warm_kernel_has_the_lazily_imported_modules_already() -> None:
+    """What a kernel would otherwise import during a check's first call: torch.autograd.grad's symbolic_shapes
+    (and sympy) in the first gradient call, the module a forbidden function lives in at the first traced call.
+    Seconds each, in every sandbox, when the zygote had not imported them."""
+    if not _warm_here(True):
+        pytest.skip("no warm start on this machine: the kernel starts cold and imports what it needs")
+    names = ["torch.fx.experimental.symbolic_shapes", "sympy", "transformers.models.mixtral.modeling_mixtral"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import sys\ndef loaded(names):\n    return [n in sys.modules for n in names]")])
+    with Sandbox(nbformat.writes(nb).encode(), limits=FAST, warm=True) as sb:
+        assert sb.run().status == "ok" and "warm_start" in sb.timings, sb.stderr_tail()
+        assert sb.call("loaded", (names,)).value == [True, True, True]
+
+
 @needs_bwrap
 def test_protocol_cannot_be_forged_or_read(hostile: Any) -> None:
     # Runs last on purpose: a fresh sandbox after the hostile ones above (killers included) still works.

@@ -84,8 +84,12 @@ def collected_files(rubric: Rubric) -> list[Path]:
     return check_files(rubric.lab, rubric.on_gpu) + shared
 
 
-UNUSED_PLUGINS = ("cacheprovider", "randomly", "unraisableexception", "threadexception", "doctest", "junitxml",
-                  "pastebin", "stepwise", "faulthandler")
+# pytest's built-in plugins a grading session has no use for: the checks ask for the CheckPlugin's fixtures only (no
+# tmp_path, monkeypatch, caplog, recwarn, unittest classes), and warnings are ignored (-W ignore). Each one costs
+# option parsing, hook registration and fixture scanning in every submission's session.
+UNUSED_PLUGINS = ("cacheprovider", "unraisableexception", "threadexception", "doctest", "junitxml", "pastebin",
+                  "stepwise", "faulthandler", "logging", "legacypath", "tmpdir", "monkeypatch", "recwarn",
+                  "setuponly", "setupplan", "unittest", "debugging", "subtests")
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ def run_all_checks(rubric: Rubric, caller: Caller, seed: str, context: Submissio
     # pyproject.toml or pytest.ini found above the rubric (the repository's own test settings) applies either.
     args += ["-q", "--import-mode=importlib", "-c", os.devnull, "-o", "addopts=", "--disable-plugin-autoload",
              "--rootdir", str(rubric_dir(rubric.lab)), "-W", "ignore"]
-    # Plugins a grading session has no use for; unraisableexception alone spends ~0.3 s per submission in
+    # Built-in plugins a grading session has no use for; unraisableexception alone spends ~0.3 s per submission in
     # repeated gc.collect() at exit.
     for name in UNUSED_PLUGINS:
         args += ["-p", f"no:{name}"]

@@ -43,7 +43,35 @@ WARM_MODULES = (
     "transformers",
     "transformers.models.auto.modeling_auto",
     "transformers.models.auto.tokenization_auto",
+    # torch.autograd.grad(..., grad_outputs) imports this (and with it sympy) on its first call: 3-5 s that every
+    # sandbox of a lab with a gradient check paid in its first gradient call (2.4.2's scan_gradients).
+    "torch.fx.experimental.symbolic_shapes",
 )
+
+
+def forbid_modules() -> list[str]:
+    """The modules that hold what the labs' rubrics forbid (rubric.yaml ``forbid:``, e.g.
+    transformers.models.mixtral.modeling_mixtral): the call harness imports them in the kernel to trace a forbidden
+    function, which cost each sandbox of lab 2.4.4 several seconds in its first load_balancing_loss call. Only
+    modules of the packages WARM_MODULES already imports (a GPU kernel package such as mamba_ssm is left to the
+    kernel: the zygote imports no CUDA extension); one that fails to import is skipped without a word."""
+    import yaml
+
+    from autograder.paths import rubrics_root
+
+    packages = {m.split(".")[0] for m in WARM_MODULES}
+    modules: list[str] = []
+    for path in sorted(rubrics_root().glob("*/rubric.yaml")):
+        try:
+            forbid = (yaml.safe_load(path.read_text()) or {}).get("forbid") or {}
+            names = [n for spec in forbid.values() for n in (spec or {}).get("calls", ()) if isinstance(n, str)]
+        except (OSError, ValueError, AttributeError, yaml.YAMLError):
+            continue  # a broken rubric says so where it is loaded; here it only warms nothing
+        for name in names:
+            module = name.rsplit(".", 1)[0]
+            if "." in name and module.split(".")[0] in packages and module not in modules:
+                modules.append(module)
+    return modules
 
 
 class WarmSpec(TypedDict):
@@ -133,7 +161,8 @@ class Zygote:
         finally:
             theirs.close()
         self._sock = ours
-        ours.send(json.dumps({"modules": list(WARM_MODULES)}).encode())
+        optional = [m for m in forbid_modules() if m not in WARM_MODULES]
+        ours.send(json.dumps({"modules": [*WARM_MODULES, *optional]}).encode())
         ours.settimeout(300)
         try:
             ready = json.loads(ours.recv(1 << 16) or b"{}")
@@ -146,8 +175,9 @@ class Zygote:
             err = self._stderr()
             self.close()
             raise ZygoteError(f"the warm-start zygote did not start: {err or 'no reply'}")
-        if ready.get("failed"):  # not fatal: a notebook that needs them imports them itself
-            sys.stderr.write(f"sparkgrade: the warm-start zygote could not import {', '.join(ready['failed'])}\n")
+        failed = [m for m in ready.get("failed") or () if m in WARM_MODULES]
+        if failed:  # not fatal: a notebook that needs them imports them itself
+            sys.stderr.write(f"sparkgrade: the warm-start zygote could not import {', '.join(failed)}\n")
 
     def _stderr(self) -> str:
         """The last line the zygote wrote (its traceback's last line, when it died)."""

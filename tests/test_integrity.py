@@ -120,7 +120,7 @@ def _stub_sandbox(monkeypatch, *, crash_for: str | None = None) -> list[str]:
         run = SandboxResult("ok", None, "", None, 0.0, 0.0, True, False)
         checks = [CheckResult(cid, spec.function, spec.points, spec.points, "passed")
                   for cid, spec in ctx.rubric.checks.items()]
-        return run, None, checks, [], 0.0
+        return grading._Executed(run, None, tuple(checks), [], 0.0)
 
     monkeypatch.setattr(grading, "_execute_and_check", execute)
     return seen

@@ -6,12 +6,14 @@ sandboxes are module-scoped so every notebook runs once however many assertions 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import json
 import os
 import secrets
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -572,11 +574,24 @@ def test_a_warm_kernel_has_the_lazily_imported_modules_already() -> None:
     if not _warm_here(True):
         pytest.skip("no warm start on this machine: the kernel starts cold and imports what it needs")
     names = ["torch.fx.experimental.symbolic_shapes", "sympy", "transformers.models.mixtral.modeling_mixtral"]
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import sys\ndef loaded(names):\n    return [n in sys.modules for n in names]")])
-    with Sandbox(nbformat.writes(nb).encode(), limits=FAST, warm=True) as sb:
-        assert sb.run().status == "ok" and "warm_start" in sb.timings, sb.stderr_tail()
-        assert sb.call("loaded", (names,)).value == [True, True, True]
+    # In a process of its own: the zygote reads the labs' forbidden modules when it starts, and this worker's may
+    # have started while another test had a toy lab as the only lab (stopping it would kill this module's open
+    # warm sandboxes, its children).
+    script = f"""
+import json, nbformat
+from autograder.sandbox import Limits, Sandbox
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+    "import sys\\ndef loaded(names):\\n    return [n in sys.modules for n in names]")])
+with Sandbox(nbformat.writes(nb).encode(), limits=Limits(**{dataclasses.asdict(FAST)!r}), warm=True) as sb:
+    ran = sb.run()
+    print(json.dumps([ran.status, "warm_start" in sb.timings, sb.call("loaded", ({names!r},)).value]))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARKGRADE_RUBRICS", "SPARKGRADE_ASSIGNMENTS")}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    status, warm_start, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert status == "ok" and warm_start
+    assert loaded == [True, True, True]
 
 
 @needs_bwrap

@@ -55,18 +55,16 @@ def forbid_modules() -> list[str]:
     function, which cost each sandbox of lab 2.4.4 several seconds in its first load_balancing_loss call. Only
     modules of the packages WARM_MODULES already imports (a GPU kernel package such as mamba_ssm is left to the
     kernel: the zygote imports no CUDA extension); one that fails to import is skipped without a word."""
-    import yaml
-
-    from autograder.paths import rubrics_root
+    from autograder.paths import lab_ids
+    from autograder.rubric import load_rubric
 
     packages = {m.split(".")[0] for m in WARM_MODULES}
     modules: list[str] = []
-    for path in sorted(rubrics_root().glob("*/rubric.yaml")):
+    for lab in lab_ids():
         try:
-            forbid = (yaml.safe_load(path.read_text()) or {}).get("forbid") or {}
-            names = [n for spec in forbid.values() for n in (spec or {}).get("calls", ()) if isinstance(n, str)]
-        except (OSError, ValueError, AttributeError, yaml.YAMLError):
-            continue  # a broken rubric says so where it is loaded; here it only warms nothing
+            names = [n for spec in load_rubric(lab).forbid.values() for n in spec.calls]
+        except Exception:  # a broken rubric says so where it is graded; here it only warms nothing
+            continue
         for name in names:
             module = name.rsplit(".", 1)[0]
             if "." in name and module.split(".")[0] in packages and module not in modules:
